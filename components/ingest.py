@@ -1,0 +1,248 @@
+"""Ingest stage (Apache Beam): read raw pairs, normalize, validate, de-duplicate, split, write.
+
+Every row read ends up either in a split or in `rejected/` with a reason, so
+kept + rejected = read always holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from components import builtin_corpus
+from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
+from components.stats import Histogram, summarize_histogram
+from pipeline.artifacts import write_json
+from pipeline.config import DataConfig
+
+REJECTED = "rejected"
+
+
+@dataclasses.dataclass
+class RawPair:
+    source: bytes | str
+    target: bytes | str
+    origin: str  # where the row came from, e.g. "train.en:17" or "builtin:3"
+
+
+@dataclasses.dataclass
+class IngestResult:
+    counts: dict[str, int]
+    rejected: dict[str, int]
+
+
+def read_aligned_files(paths: tuple[str, str]) -> Iterator[RawPair]:
+    """Yields line pairs of two line-aligned files; a line without a partner is yielded with b""."""
+    source_path, target_path = paths
+    name = Path(source_path).name
+    with open(source_path, "rb") as sources, open(target_path, "rb") as targets:
+        line = 0
+        while True:
+            source, target = sources.readline(), targets.readline()
+            if not source and not target:
+                return
+            line += 1
+            yield RawPair(source.rstrip(b"\r\n"), target.rstrip(b"\r\n"), f"{name}:{line}")
+
+
+def normalize_text(text: str, form: str) -> str:
+    """Unicode normal form with runs of whitespace collapsed to one space."""
+    return " ".join(unicodedata.normalize(form, text).split())
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def validate_pair(pair: RawPair, form: str, max_words: int) -> tuple[str, str] | str:
+    """The normalized (source, target), or the reason the row is rejected."""
+    try:
+        source, target = _decode(pair.source), _decode(pair.target)
+    except UnicodeDecodeError:
+        return "undecodable"
+    source, target = normalize_text(source, form), normalize_text(target, form)
+    if not source:
+        return "empty_source"
+    if not target:
+        return "empty_target"
+    if max(len(source.split()), len(target.split())) > max_words:
+        return "too_long"
+    return source, target
+
+
+def split_of(source: str, validation: float, test: float) -> str:
+    """Deterministic split from a hash of the source sentence, so a sentence has one split."""
+    position = stable_hash(source) / 2**64
+    if position < test:
+        return "test"
+    return "validation" if position < test + validation else "train"
+
+
+def _rejection(pair: RawPair, reason: str) -> dict:
+    def show(value: bytes | str) -> str:
+        return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+    return {
+        "reason": reason,
+        "origin": pair.origin,
+        "source": show(pair.source),
+        "target": show(pair.target),
+    }
+
+
+class ValidatePairs(beam.DoFn):
+    """Normalizes pairs; emits kept rows as ((source, target), origin), rejects to a tag."""
+
+    def __init__(self, form: str, max_words: int):
+        self.form = form
+        self.max_words = max_words
+
+    def process(self, pair: RawPair):
+        result = validate_pair(pair, self.form, self.max_words)
+        if isinstance(result, str):
+            yield beam.pvalue.TaggedOutput(REJECTED, _rejection(pair, result))
+        else:
+            yield result, pair.origin
+
+
+def first_of_duplicates(item: tuple[tuple[str, str], list[str]]):
+    """Keeps the earliest occurrence of an exact duplicate pair; the others are rejected."""
+    (source, target), origins = item
+    first, *others = sorted(origins)
+    yield source, target, first
+    for origin in others:
+        rejection = _rejection(RawPair(source, target, origin), "duplicate")
+        yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+
+
+class ReadPairs(beam.PTransform):
+    """Reads the configured raw corpus as RawPair elements."""
+
+    def __init__(self, cfg: DataConfig, seed: int):
+        super().__init__()
+        self.cfg = cfg
+        self.seed = seed
+
+    def expand(self, pbegin):
+        if self.cfg.format == "builtin":
+            pairs = builtin_corpus.generate_pairs(self.cfg.builtin_pairs, self.seed)
+            rows = [RawPair(s, t, f"builtin:{i + 1}") for i, (s, t) in enumerate(pairs)]
+            return pbegin | "CreatePairs" >> beam.Create(rows, reshuffle=False)
+        paths = (self.cfg.source_path, self.cfg.target_path)
+        return (
+            pbegin
+            | "FilePairs" >> beam.Create([paths])
+            | "ReadAligned" >> beam.FlatMap(read_aligned_files)
+        )
+
+
+def _length_stats(split_rows) -> beam.PCollection:
+    return (
+        split_rows
+        | "Lengths"
+        >> beam.FlatMap(
+            lambda kv: [
+                ((kv[0], "source"), len(kv[1][0].split())),
+                ((kv[0], "target"), len(kv[1][1].split())),
+            ]
+        )
+        | "Histogram" >> beam.CombinePerKey(Histogram())
+        | "FormatLengths" >> beam.MapTuple(lambda key, hist: ("words", list(key), hist))
+    )
+
+
+def _check_inputs(cfg: DataConfig) -> None:
+    if cfg.format == "text":
+        for key in ("source_path", "target_path"):
+            value = getattr(cfg, key)
+            if not value or not Path(value).is_file():
+                raise FileNotFoundError(f"data.{key}: file {value!r} not found")
+    if cfg.split.validation + cfg.split.test >= 1:
+        raise ValueError("data.split: validation + test must leave room for train")
+
+
+def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
+    """Adds the ingest steps to a Beam pipeline, writing under `out`."""
+    validated = (
+        pipeline
+        | "Read" >> ReadPairs(cfg, seed)
+        | "Validate"
+        >> beam.ParDo(ValidatePairs(cfg.unicode_form, cfg.max_words)).with_outputs(
+            REJECTED, main="kept"
+        )
+    )
+    deduplicated = (
+        validated.kept
+        | "GroupDuplicates" >> beam.GroupByKey()
+        | "DropDuplicates" >> beam.FlatMap(first_of_duplicates).with_outputs(REJECTED, main="kept")
+    )
+    split = cfg.split
+    rows = deduplicated.kept | "AssignSplit" >> beam.Map(
+        lambda row: (split_of(row[0], split.validation, split.test), row)
+    )
+    counts = []
+    for name in SPLITS:
+        counts.append(
+            rows
+            | f"Only{name}" >> beam.Filter(lambda kv, n=name: kv[0] == n)
+            | f"Encode{name}"
+            >> beam.Map(lambda kv: (f"{kv[1][0]}\t{kv[1][1]}", text_example(kv[1][0], kv[1][1])))
+            | f"Write{name}" >> WriteSortedShards(str(out / name), cfg.num_shards)
+            | f"Sum{name}" >> beam.CombineGlobally(sum)
+            | f"Label{name}" >> beam.Map(lambda n, s=name: ("count", [s], n))
+        )
+    rejected = (validated[REJECTED], deduplicated[REJECTED]) | "AllRejected" >> beam.Flatten()
+    _ = (
+        rejected
+        | "RejectedJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
+        | "WriteRejected"
+        >> beam.io.WriteToText(str(out / "rejected"), file_name_suffix=".jsonl", num_shards=1)
+    )
+    reasons = (
+        rejected
+        | "Reasons" >> beam.Map(lambda r: r["reason"])
+        | "CountReasons" >> beam.combiners.Count.PerElement()
+        | "LabelReasons" >> beam.MapTuple(lambda reason, n: ("rejected", [reason], n))
+    )
+    stats = [*counts, reasons, _length_stats(rows)]
+    _ = (
+        stats
+        | "AllStats" >> beam.Flatten()
+        | "StatsJson" >> beam.Map(json.dumps)
+        | "WriteStats"
+        >> beam.io.WriteToText(str(out / "_stats"), file_name_suffix=".jsonl", num_shards=1)
+    )
+
+
+def _collect_statistics(out: Path) -> dict:
+    stats: dict = {"count": {s: 0 for s in SPLITS}, "rejected": {}, "words": {}}
+    for path in sorted(out.glob("_stats*.jsonl")):
+        for line in path.read_text().splitlines():
+            kind, key, value = json.loads(line)
+            if kind == "words":
+                split, side = key
+                value = summarize_histogram(value)
+                stats["words"].setdefault(split, {})[side] = value
+            else:
+                stats[kind][key[0]] = value
+        path.unlink()
+    stats["kept"] = sum(stats["count"].values())
+    stats["rejected_total"] = sum(stats["rejected"].values())
+    stats["read"] = stats["kept"] + stats["rejected_total"]
+    return stats
+
+
+def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> IngestResult:
+    """Runs the ingest stage; writes split TFRecords, `statistics.json` and rejected rows."""
+    _check_inputs(cfg)
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+        build_ingest(pipeline, cfg, out, seed)
+    stats = _collect_statistics(out)
+    write_json(out / "statistics.json", stats)
+    return IngestResult(counts=stats["count"], rejected=stats["rejected"])

@@ -1,0 +1,80 @@
+"""TFRecord helpers shared by the data stages: Example encoding and deterministic shards.
+
+Beam's own file sinks assign elements to shards in no fixed order. Here each element carries a
+sort key, the shard is a hash of that key, and each shard is written sorted, so the same input
+always gives byte-identical files (and so identical training order downstream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import apache_beam as beam
+import tensorflow as tf
+
+SPLITS = ("train", "validation", "test")
+
+
+def bytes_feature(value: str) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+
+def int_feature(values: list[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def text_example(source: str, target: str) -> bytes:
+    """A serialized tf.train.Example with string features `source` and `target`."""
+    features = {"source": bytes_feature(source), "target": bytes_feature(target)}
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def parse_text_example(record: bytes) -> tuple[str, str]:
+    """The (source, target) strings of a record written by `text_example`."""
+    feature = tf.train.Example.FromString(record).features.feature
+    return (
+        feature["source"].bytes_list.value[0].decode("utf-8"),
+        feature["target"].bytes_list.value[0].decode("utf-8"),
+    )
+
+
+def stable_hash(text: str) -> int:
+    """A 64-bit hash that is the same in every process (Python's `hash` is salted)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def shard_paths(directory: Path, name: str) -> list[Path]:
+    """The shard files of one dataset, in a fixed order."""
+    return sorted(Path(directory).glob(f"{name}-*.tfrecord"))
+
+
+def _write_shard(item: tuple[int, list[tuple[str, bytes]]], prefix: str, num_shards: int) -> int:
+    shard, keyed_records = item
+    records = sorted(keyed_records)
+    path = f"{prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+    with tf.io.TFRecordWriter(path) as writer:
+        for _, record in records:
+            writer.write(record)
+    return len(records)
+
+
+class WriteSortedShards(beam.PTransform):
+    """Writes (sort_key, record) pairs to `prefix-SSSSS-of-NNNNN.tfrecord`, each shard sorted.
+
+    Outputs the number of records written per shard.
+    """
+
+    def __init__(self, prefix: str, num_shards: int):
+        super().__init__()
+        self.prefix = prefix
+        self.num_shards = num_shards
+
+    def expand(self, keyed_records):
+        n = self.num_shards
+        return (
+            keyed_records
+            | "AssignShard" >> beam.Map(lambda kv: (stable_hash(kv[0]) % n, kv))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, prefix=self.prefix, num_shards=n)
+        )

@@ -1,0 +1,54 @@
+"""Small statistics helpers for the data stages: a mergeable histogram and its summary."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+
+class Histogram(beam.CombineFn):
+    """Counts integer values; the accumulator is {value: count}, so it merges across workers."""
+
+    def create_accumulator(self) -> dict[int, int]:
+        return {}
+
+    def add_input(self, accumulator: dict[int, int], value: int) -> dict[int, int]:
+        accumulator[value] = accumulator.get(value, 0) + 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> dict[int, int]:
+        merged: dict[int, int] = {}
+        for accumulator in accumulators:
+            for value, count in accumulator.items():
+                merged[value] = merged.get(value, 0) + count
+        return merged
+
+    def extract_output(self, accumulator: dict[int, int]) -> dict[str, int]:
+        # JSON keys are strings; sorted so the output is byte-stable.
+        return {str(k): accumulator[k] for k in sorted(accumulator)}
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> int:
+    """The smallest value with at least `fraction` of the counts at or below it."""
+    total = sum(histogram.values())
+    running = 0
+    for value in sorted(histogram):
+        running += histogram[value]
+        if running >= fraction * total:
+            return value
+    raise ValueError("empty histogram")
+
+
+def summarize_histogram(histogram: dict[str, int]) -> dict:
+    """Count, min, max, mean and percentiles of a histogram with string keys."""
+    counts = {int(k): v for k, v in histogram.items()}
+    total = sum(counts.values())
+    return {
+        "count": total,
+        "min": min(counts),
+        "max": max(counts),
+        "mean": round(sum(k * v for k, v in counts.items()) / total, 3),
+        "p50": percentile(counts, 0.5),
+        "p95": percentile(counts, 0.95),
+        "p99": percentile(counts, 0.99),
+        "histogram": {str(k): counts[k] for k in sorted(counts)},
+    }

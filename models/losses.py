@@ -1,0 +1,43 @@
+"""Loss and accuracy over target tokens that ignore padding (id 0)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PAD_ID = 0
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class MaskedCrossEntropy(keras.losses.Loss):
+    """Mean token cross-entropy over non-padding positions, with optional label smoothing."""
+
+    def __init__(self, label_smoothing=0.0, name="masked_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        vocab = ops.shape(y_pred)[-1]
+        labels = ops.one_hot(y_true, vocab)
+        if self.label_smoothing:
+            labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / ops.cast(
+                vocab, labels.dtype
+            )
+        per_token = keras.losses.categorical_crossentropy(labels, y_pred, from_logits=True)
+        mask = ops.cast(ops.not_equal(y_true, PAD_ID), per_token.dtype)
+        # One scalar per batch: the sum over real tokens divided by their count.
+        return ops.sum(per_token * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="translation")
+def masked_accuracy(y_true, y_pred):
+    """Share of non-padding target tokens whose arg-max prediction is right."""
+    predictions = ops.cast(ops.argmax(y_pred, axis=-1), y_true.dtype)
+    mask = ops.not_equal(y_true, PAD_ID)
+    correct = ops.logical_and(ops.equal(predictions, y_true), mask)
+    return ops.sum(ops.cast(correct, "float32")) / ops.maximum(
+        ops.sum(ops.cast(mask, "float32")), 1.0
+    )

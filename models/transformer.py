@@ -1,0 +1,131 @@
+"""Encoder-decoder Transformer (Vaswani et al., 2017) for translation, as a Keras model."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from models.positional_embedding import PositionalEmbedding
+from models.transformer_layers import TransformerDecoderBlock, TransformerEncoderBlock
+
+PAD_ID = 0
+
+
+def padding_mask(token_ids):
+    """(batch, 1, time) boolean: True at real tokens, so every query ignores padded keys."""
+    return ops.expand_dims(ops.not_equal(token_ids, PAD_ID), 1)
+
+
+def causal_mask(length):
+    """(1, time, time) boolean: query t may attend to keys 0..t only."""
+    rows = ops.expand_dims(ops.arange(length), 1)
+    cols = ops.expand_dims(ops.arange(length), 0)
+    return ops.expand_dims(rows >= cols, 0)
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class Transformer(keras.Model):
+    """Maps {"source": (batch, S) ids, "target_in": (batch, T) ids} to (batch, T, vocab) logits.
+
+    `target_in` starts with the start token; the logits at position t predict target token t+1.
+    `encode` and `decode` are exposed separately for step-by-step decoding.
+
+    Example:
+        model = Transformer(source_vocab_size=100, target_vocab_size=120, num_layers=1,
+                            d_model=16, num_heads=2, dff=32, max_length=32)
+        logits = model({"source": src, "target_in": tgt_in})
+    """
+
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        num_layers=2,
+        d_model=128,
+        num_heads=4,
+        dff=512,
+        dropout=0.1,
+        max_length=64,
+        positional="sinusoidal",
+        norm_first=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.num_layers = num_layers
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.max_length = max_length
+        self.positional = positional
+        self.norm_first = norm_first
+        block_args = dict(
+            d_model=d_model, num_heads=num_heads, dff=dff, dropout=dropout, norm_first=norm_first
+        )
+        self.source_embedding = PositionalEmbedding(
+            source_vocab_size, d_model, max_length, positional, name="source_embedding"
+        )
+        self.target_embedding = PositionalEmbedding(
+            target_vocab_size, d_model, max_length, positional, name="target_embedding"
+        )
+        self.embedding_dropout = keras.layers.Dropout(dropout)
+        self.encoder_blocks = [
+            TransformerEncoderBlock(**block_args, name=f"encoder_{i}") for i in range(num_layers)
+        ]
+        self.decoder_blocks = [
+            TransformerDecoderBlock(**block_args, name=f"decoder_{i}") for i in range(num_layers)
+        ]
+        # Pre-norm blocks leave their output un-normalized; a final norm per stack fixes that.
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
+        self.output_projection = keras.layers.Dense(target_vocab_size, name="logits")
+
+    def build(self, input_shape=None):
+        # One forward pass on a tiny batch creates every weight, so a loaded model can be built
+        # before its weights are restored.
+        dummy = ops.convert_to_tensor([[2, 3]], dtype="int64")
+        self.call({"source": dummy, "target_in": dummy})
+        self.built = True
+
+    def encode(self, source, training=None):
+        """(batch, S) ids -> (batch, S, d_model) memory."""
+        mask = padding_mask(source)
+        x = self.embedding_dropout(self.source_embedding(source), training=training)
+        for block in self.encoder_blocks:
+            x = block(x, attention_mask=mask, training=training)
+        return self.encoder_norm(x) if self.norm_first else x
+
+    def decode(self, target_in, memory, source, training=None):
+        """(batch, T) ids and encoder memory -> (batch, T, vocab) logits."""
+        length = ops.shape(target_in)[1]
+        self_mask = ops.logical_and(causal_mask(length), padding_mask(target_in))
+        cross_mask = padding_mask(source)
+        x = self.embedding_dropout(self.target_embedding(target_in), training=training)
+        for block in self.decoder_blocks:
+            x = block(x, memory, self_mask=self_mask, cross_mask=cross_mask, training=training)
+        if self.norm_first:
+            x = self.decoder_norm(x)
+        return self.output_projection(x)
+
+    def call(self, inputs, training=None):
+        source, target_in = inputs["source"], inputs["target_in"]
+        memory = self.encode(source, training=training)
+        return self.decode(target_in, memory, source, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            source_vocab_size=self.source_vocab_size,
+            target_vocab_size=self.target_vocab_size,
+            num_layers=self.num_layers,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            dff=self.dff,
+            dropout=self.dropout,
+            max_length=self.max_length,
+            positional=self.positional,
+            norm_first=self.norm_first,
+        )
+        return config

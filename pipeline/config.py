@@ -1,0 +1,209 @@
+"""One typed config tree for the whole pipeline, loaded from YAML.
+
+Every stage reads only its own section. Unknown keys and wrong types stop the run before any
+work, with a message that names the key and where it came from (the YAML file or `--set`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+@dataclasses.dataclass
+class BeamConfig:
+    # FnApiRunner runs in-process and never downloads a runner binary (DirectRunner may try Prism).
+    runner: str = "FnApiRunner"
+    # in_memory is fastest for small corpora; multi_processing uses direct_num_workers cores.
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    direct_num_workers: int = 1
+    # Passed verbatim to PipelineOptions, e.g. ["--project=p", "--region=europe-west1"].
+    extra_args: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SplitConfig:
+    # Fractions of distinct source sentences; train gets the rest.
+    validation: float = 0.05
+    test: float = 0.05
+
+
+@dataclasses.dataclass
+class DataConfig:
+    # builtin: the seeded constructed-language generator; text: two line-aligned files.
+    format: Literal["builtin", "text"] = "builtin"
+    builtin_pairs: int = 20000
+    source_path: str = ""
+    target_path: str = ""
+    # NFC composes accents so the same word always has one byte form.
+    unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
+    # Rows with more words than this on either side go to the rejected-rows file.
+    max_words: int = 100
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    num_shards: int = 2
+
+
+@dataclasses.dataclass
+class TokenizerConfig:
+    kind: Literal["wordpiece"] = "wordpiece"
+    # Upper bounds; the learner stops earlier when the corpus has fewer pieces.
+    source_vocab_size: int = 4000
+    target_vocab_size: int = 4000
+    # Words seen fewer times than this are not learned as whole pieces.
+    min_count: int = 2
+    # Applied to raw text inside the tokenizer, so served input is normalized like training data.
+    normalization: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    num_layers: int = 2
+    d_model: int = 128
+    num_heads: int = 4
+    dff: int = 256
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+    # Pre-layer-norm trains stably with a short warmup; False is the paper's post-norm.
+    norm_first: bool = True
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    # Longest token sequence (with start/end tokens) the model sees; longer pairs are skipped.
+    max_length: int = 64
+    # Target tokens per batch: batches of short sentences hold more sentences.
+    batch_tokens: int = 2048
+    epochs: int = 8
+    # Vaswani et al. (2017) schedule: linear warmup, then inverse square root decay.
+    warmup_steps: int = 400
+    shuffle_buffer: int = 20000
+    # Fixed validation sentences translated into TensorBoard text each epoch.
+    num_sample_translations: int = 4
+    # Makes weights and metrics reproducible for the same config and seed.
+    deterministic: bool = True
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    batch_size: int = 256
+    # Decoding stops after source length + this many tokens.
+    max_extra_tokens: int = 16
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    max_extra_tokens: int = 16
+    # The check in a fresh process translates this many test sentences.
+    num_validation_sentences: int = 3
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    seed: int = 0
+    # Name under <workdir>/serving/ that a model server loads.
+    model_name: str = "translator"
+    beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_hint,) = typing.get_args(hint)
+        return [_check_value(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: unsupported union type in schema")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is a subclass of int, so an int field must reject True/False explicitly.
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in hints:
+            section = f"section '{where}'" if where else "the top level"
+            raise ConfigError(f"unknown key '{key}' in {section} (known: {', '.join(hints)})")
+        kwargs[key] = _check_value(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _set_override(raw: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. train.epochs=20")
+    dotted, text = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    cls: Any = PipelineConfig
+    node = raw
+    for depth, key in enumerate(keys):
+        hints = typing.get_type_hints(cls)
+        if key not in hints:
+            parent = ".".join(keys[:depth]) or "the top level"
+            raise ConfigError(f"--set {assignment}: unknown key '{key}' in {parent}")
+        if depth == len(keys) - 1:
+            node[key] = yaml.safe_load(text) if text.strip() else ""
+            return
+        cls = hints[key]
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"--set {assignment}: '{key}' is not a section")
+        node = node.setdefault(key, {})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> PipelineConfig:
+    """Loads a YAML config, applies `a.b=value` overrides and validates the result."""
+    raw: dict = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        _build(PipelineConfig, raw, "")
+    except ConfigError as error:
+        raise ConfigError(f"{origin}: {error}") from None
+    for assignment in overrides:
+        _set_override(raw, assignment)
+    try:
+        return _build(PipelineConfig, raw, "")
+    except ConfigError as error:
+        raise ConfigError(f"{origin} with --set overrides: {error}") from None
+
+
+def to_dict(config: Any) -> dict:
+    """A plain, JSON-serializable dict of a config or config section."""
+    return dataclasses.asdict(config)
+
+
+def dump_yaml(config: PipelineConfig, path: Path) -> None:
+    """Saves the resolved config so a run can be repeated exactly."""
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

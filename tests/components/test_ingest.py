@@ -1,0 +1,131 @@
+"""Ingest: exact splits, counts and rejection reasons on small known inputs."""
+
+import json
+import unicodedata
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components.ingest import (
+    REJECTED,
+    RawPair,
+    ValidatePairs,
+    ingest,
+    normalize_text,
+    split_of,
+    validate_pair,
+)
+from components.records import parse_text_example, shard_paths
+from pipeline.config import DataConfig, SplitConfig
+from tests.conftest import BEAM_ARGS
+
+GOOD = [(f"sentence number {i} here .", f"satz nummer {i} hier .") for i in range(40)]
+
+
+def _write_lines(path, lines: list[bytes]) -> str:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return str(path)
+
+
+def _read_split(directory, split):
+    files = [str(p) for p in shard_paths(directory, split)]
+    return [parse_text_example(r.numpy()) for r in tf.data.TFRecordDataset(files)] if files else []
+
+
+def test_validate_pair_reasons():
+    assert validate_pair(RawPair(b"\xff\xfe", b"ok", "f:1"), "NFC", 5) == "undecodable"
+    assert validate_pair(RawPair("  ", "ok", "f:1"), "NFC", 5) == "empty_source"
+    assert validate_pair(RawPair("ok", "\t", "f:1"), "NFC", 5) == "empty_target"
+    assert validate_pair(RawPair("a b c d e f", "ok", "f:1"), "NFC", 5) == "too_long"
+    assert validate_pair(RawPair(" a  b ", "c\td ", "f:1"), "NFC", 5) == ("a b", "c d")
+
+
+def test_normalize_composes_accents():
+    decomposed = unicodedata.normalize("NFD", "Mädchen  grünen")
+    assert normalize_text(decomposed, "NFC") == "Mädchen grünen"
+    assert len(normalize_text(decomposed, "NFC")) == len("Mädchen grünen")
+
+
+def test_split_is_a_pure_function_of_the_source():
+    assert split_of("The dog runs.", 0.05, 0.05) == split_of("The dog runs.", 0.05, 0.05)
+    splits = [split_of(f"sentence {i}", 0.1, 0.2) for i in range(5000)]
+    # Hashing spreads sources close to the configured fractions.
+    assert abs(splits.count("test") / 5000 - 0.2) < 0.03
+    assert abs(splits.count("validation") / 5000 - 0.1) < 0.03
+    assert split_of("anything", 0.0, 0.0) == "train"
+
+
+def test_validate_dofn_routes_rejects():
+    rows = [
+        RawPair(b"a b", b"c d", "f:1"),
+        RawPair(b"", b"x", "f:2"),
+        RawPair(b"\xc3", b"y", "f:3"),
+    ]
+    with TestPipeline(argv=BEAM_ARGS) as p:
+        out = (
+            p
+            | beam.Create(rows)
+            | beam.ParDo(ValidatePairs("NFC", 10)).with_outputs(REJECTED, main="kept")
+        )
+        assert_that(out.kept, equal_to([(("a b", "c d"), "f:1")]), label="kept")
+        reasons = out[REJECTED] | beam.Map(lambda r: (r["reason"], r["origin"]))
+        assert_that(
+            reasons, equal_to([("empty_source", "f:2"), ("undecodable", "f:3")]), label="rejected"
+        )
+
+
+def test_ingest_text_files_exact_counts(tmp_path):
+    sources = [s.encode() for s, _ in GOOD]
+    targets = [t.encode() for _, t in GOOD]
+    # 2 exact duplicates, 1 empty source, 1 empty target, 1 undecodable, 1 too long.
+    sources += [sources[0], sources[1], b"", b"lonely", b"bad \xff byte", b"w " * 30]
+    targets += [targets[0], targets[1], b"leer", b"", b"ok", b"lang"]
+    cfg = DataConfig(
+        format="text",
+        source_path=_write_lines(tmp_path / "src.txt", sources),
+        target_path=_write_lines(tmp_path / "tgt.txt", targets),
+        max_words=20,
+        split=SplitConfig(validation=0.2, test=0.2),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+
+    expected = {"train": [], "validation": [], "test": []}
+    for source, target in GOOD:
+        expected[split_of(source, 0.2, 0.2)].append((source, target))
+    for split, pairs in expected.items():
+        assert sorted(_read_split(out, split)) == sorted(pairs)
+        assert result.counts[split] == len(pairs)
+    assert result.rejected == {
+        "duplicate": 2,
+        "empty_source": 1,
+        "empty_target": 1,
+        "undecodable": 1,
+        "too_long": 1,
+    }
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["read"] == 46 and stats["kept"] == 40 and stats["rejected_total"] == 6
+    assert stats["words"]["train"]["source"]["max"] == 5
+    rejected = [
+        json.loads(line) for line in next(out.glob("rejected*.jsonl")).read_text().splitlines()
+    ]
+    assert sorted(r["origin"] for r in rejected if r["reason"] == "duplicate") == [
+        "src.txt:41",
+        "src.txt:42",
+    ]
+    assert [r["source"] for r in rejected if r["reason"] == "undecodable"] == ["bad \\xff byte"]
+
+
+def test_ingest_is_byte_identical_across_runs(tmp_path):
+    cfg = DataConfig(format="builtin", builtin_pairs=300, num_shards=3)
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        out.mkdir()
+        ingest(cfg, out=out, seed=7, beam_args=BEAM_ARGS)
+        outputs.append({p.name: p.read_bytes() for p in out.glob("*.tfrecord")})
+    assert outputs[0] == outputs[1]
+    assert sum(len(_read_split(tmp_path / "a", s)) for s in ("train", "validation", "test")) == 300

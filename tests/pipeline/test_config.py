@@ -1,0 +1,69 @@
+"""Config loading: types, unknown keys and overrides are checked before any work."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config
+
+
+def test_defaults_and_overrides():
+    cfg = load_config("configs/default.yaml", ["train.epochs=3", "data.split.test=0.1", "seed=5"])
+    assert (cfg.train.epochs, cfg.data.split.test, cfg.seed) == (3, 0.1, 5)
+    assert cfg.data.split.validation == 0.05  # untouched keys keep the file's value
+
+
+def test_int_is_accepted_for_float():
+    assert load_config(None, ["train.dropout=0"]).train.dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.no_such_key=1", "unknown key 'no_such_key' in train"),
+        ("nosection.x=1", "unknown key 'nosection'"),
+        ("train.epochs=many", "train.epochs: expected int, got 'many'"),
+        ("train.epochs=true", "train.epochs: expected int, got True"),
+        ("data.format=parquet", "data.format: 'parquet' is not one of"),
+        ("train.epochs", "expected KEY=VALUE"),
+        ("train=3", "train: expected a mapping"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/default.yaml", [override])
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": 2, "layers": 3}}))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value) and "'layers'" in str(error.value)
+
+
+def test_cli_rejects_unknown_key_before_any_work(tmp_path):
+    workdir = tmp_path / "wd"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "run_pipeline.py",
+            "--workdir",
+            str(workdir),
+            "--set",
+            "train.no_such_key=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "no_such_key" in completed.stderr
+    assert not workdir.exists()
+
+
+def test_every_shipped_config_loads():
+    for path in ("configs/default.yaml", "configs/smoke.yaml"):
+        load_config(path)

@@ -1,0 +1,102 @@
+"""The runner: fingerprints, caching, resumable staging, atomic push."""
+
+import dataclasses
+import json
+import sys
+
+import pytest
+
+from pipeline import push
+from pipeline.artifacts import ArtifactStore, fingerprint
+from pipeline.config import PipelineConfig, to_dict
+from pipeline.runner import Stage, run_pipeline
+
+
+@dataclasses.dataclass
+class Done:
+    value: int
+
+
+def _stages(calls: list[str]):
+    def first(cfg, inputs, out, beam_args):
+        calls.append("first")
+        (out / "value.txt").write_text(str(cfg.train.epochs))
+        return Done(cfg.train.epochs)
+
+    def second(cfg, inputs, out, beam_args):
+        calls.append("second")
+        upstream = int((inputs["first"] / "value.txt").read_text())
+        (out / "value.txt").write_text(str(upstream * 10 + cfg.evaluate.batch_size))
+        return Done(upstream)
+
+    module = [sys.modules[__name__]]
+    return [
+        Stage("first", (), first, lambda c: to_dict(c.train), lambda: module),
+        Stage("second", ("first",), second, lambda c: to_dict(c.evaluate), lambda: module),
+    ]
+
+
+def test_second_run_is_all_cached_and_changes_rerun_downstream(tmp_path):
+    calls: list[str] = []
+    cfg = PipelineConfig()
+    summary = run_pipeline(cfg, tmp_path, _stages(calls))
+    assert [s["status"] for s in summary["stages"].values()] == ["ran", "ran"]
+    summary = run_pipeline(cfg, tmp_path, _stages(calls))
+    assert [s["status"] for s in summary["stages"].values()] == ["cached", "cached"]
+    assert calls == ["first", "second"]
+
+    cfg.evaluate.batch_size = 7  # only the second stage reads this section
+    summary = run_pipeline(cfg, tmp_path, _stages(calls))
+    assert {k: v["status"] for k, v in summary["stages"].items()} == {
+        "first": "cached",
+        "second": "ran",
+    }
+    out = summary["stages"]["second"]["artifact_dir"]
+    assert open(f"{out}/value.txt").read() == str(cfg.train.epochs * 10 + 7)
+    manifest = json.loads(open(f"{out}/manifest.json").read())
+    assert manifest["input_fingerprints"] == {"first": summary["fingerprints"]["first"]}
+    assert (
+        json.loads((tmp_path / "summary.json").read_text())["fingerprints"]
+        == summary["fingerprints"]
+    )
+
+
+def test_stages_flag_requires_cached_upstream(tmp_path):
+    with pytest.raises(RuntimeError, match="stage 'first' has no artifact"):
+        run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["second"])
+
+
+def test_failed_stage_leaves_no_artifact(tmp_path):
+    def broken(cfg, inputs, out, beam_args):
+        (out / "half.txt").write_text("partial")
+        raise RuntimeError("boom")
+
+    stage = Stage("broken", (), broken, lambda c: {}, lambda: [sys.modules[__name__]])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(PipelineConfig(), tmp_path, [stage])
+    fp = fingerprint("broken", {}, {}, "x")
+    assert ArtifactStore(tmp_path).lookup("broken", fp) is None
+    assert not list((tmp_path / "artifacts" / "broken").glob("[0-9a-f]*"))
+
+
+def test_fingerprint_depends_on_each_part():
+    base = fingerprint("train", {"a": 1}, {"ingest": "x"}, "code1")
+    assert base == fingerprint("train", {"a": 1}, {"ingest": "x"}, "code1")
+    assert base != fingerprint("train", {"a": 2}, {"ingest": "x"}, "code1")
+    assert base != fingerprint("train", {"a": 1}, {"ingest": "y"}, "code1")
+    assert base != fingerprint("train", {"a": 1}, {"ingest": "x"}, "code2")
+
+
+def test_push_versions_increase_and_skip_same_export(tmp_path):
+    model = tmp_path / "export"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    root = tmp_path / "serving" / "m"
+    first, pushed = push.push(model, root, "fp1")
+    assert (first.name, pushed) == ("1", True)
+    assert push.push(model, root, "fp1") == (first, False)
+    second, pushed = push.push(model, root, "fp2")
+    assert (second.name, pushed) == ("2", True)
+    assert (second / "saved_model.pb").read_bytes() == b"pb"
+    assert push.versions(root) == [1, 2]
+    assert not list(root.glob(".tmp-*"))
