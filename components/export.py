@@ -49,7 +49,7 @@ def check_in_fresh_process(saved_model: Path, sentences: list[str]) -> list[str]
     """Translations of `sentences` by the SavedModel loaded in a new Python process."""
     env_free_of_project = {"PYTHONPATH": ""}
     completed = subprocess.run(
-        [sys.executable, "-c", _CHECK_SCRIPT, str(saved_model)],
+        [sys.executable, "-c", _CHECK_SCRIPT, str(saved_model.resolve())],
         input=json.dumps(sentences),
         capture_output=True,
         text=True,

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from components.input_pipeline import load_token_pairs, make_batches
 from components.records import parse_text_example, shard_paths
-from models.losses import MaskedCrossEntropy, masked_accuracy
+from models.losses import MaskedAccuracy, MaskedCrossEntropy
 from models.schedules import InverseSqrtSchedule
 from models.tokenizer import TranslationTokenizer
 from models.transformer import Transformer
@@ -50,7 +51,7 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
         loss=MaskedCrossEntropy(cfg.label_smoothing),
-        metrics=[masked_accuracy],
+        metrics=[MaskedAccuracy()],
         jit_compile=False,
     )
     model.build()
@@ -119,6 +120,8 @@ def train(
         load_token_pairs(tokenized, "validation", cfg.max_length), cfg, shuffle_seed=None
     )
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    # Bucketed datasets have no known length; Keras warns at the end of each pass over them.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     started = time.perf_counter()
     history = model.fit(
         train_data,

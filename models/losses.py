@@ -35,9 +35,31 @@ class MaskedCrossEntropy(keras.losses.Loss):
 @keras.saving.register_keras_serializable(package="translation")
 def masked_accuracy(y_true, y_pred):
     """Share of non-padding target tokens whose arg-max prediction is right."""
-    predictions = ops.cast(ops.argmax(y_pred, axis=-1), y_true.dtype)
+    predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int64")
+    y_true = ops.cast(y_true, "int64")
     mask = ops.not_equal(y_true, PAD_ID)
     correct = ops.logical_and(ops.equal(predictions, y_true), mask)
     return ops.sum(ops.cast(correct, "float32")) / ops.maximum(
         ops.sum(ops.cast(mask, "float32")), 1.0
     )
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Token accuracy over an epoch, weighted by tokens (not by batch), padding ignored."""
+
+    def __init__(self, name="masked_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable((), initializer="zeros", name="correct")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int64")
+        predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int64")
+        mask = ops.not_equal(y_true, PAD_ID)
+        correct = ops.logical_and(ops.equal(predictions, y_true), mask)
+        self.correct.assign_add(ops.sum(ops.cast(correct, "float32")))
+        self.total.assign_add(ops.sum(ops.cast(mask, "float32")))
+
+    def result(self):
+        return self.correct / ops.maximum(self.total, 1.0)

@@ -62,7 +62,7 @@ def run_pipeline(
     only: list[str] | None = None,
 ) -> dict:
     """Runs `stages` in order (or only those named in `only`); returns and writes the summary."""
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(workdir)
     dump_yaml(cfg, workdir / "config.yaml")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from models.losses import MaskedCrossEntropy, masked_accuracy
+from models.losses import MaskedAccuracy, MaskedCrossEntropy, masked_accuracy
 from models.positional_embedding import sinusoidal_table
 from models.schedules import InverseSqrtSchedule
 from models.transformer import Transformer, causal_mask, padding_mask
@@ -108,6 +108,11 @@ def test_masked_loss_and_accuracy_ignore_padding():
     logits[0, 1, 7] = 10.0  # wrong
     logits[0, 2, 1] = 10.0  # padding: whatever it says must not count
     assert float(masked_accuracy(y_true, logits)) == pytest.approx(0.5)
+    metric = MaskedAccuracy()
+    metric.update_state(y_true, logits)
+    metric.update_state(np.array([[5, 0, 0]]), logits)  # one more right token, two padding
+    # Weighted by tokens over batches: 2 right of 3 real tokens.
+    assert float(metric.result()) == pytest.approx(2 / 3)
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -(log_softmax[0, 0, 5] + log_softmax[0, 1, 6]) / 2
     assert float(MaskedCrossEntropy()(y_true, logits)) == pytest.approx(expected, rel=1e-5)
