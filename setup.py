@@ -19,6 +19,7 @@ setup(
         "apache-beam==2.77.*",
         "crcmod",  # Beam's TFRecord sink needs a CRC-32C implementation
         "sacrebleu",
+        "tensorflow-serving-api==2.21.*",  # PredictionLog protos for the warmup file
         "pyyaml",
         "regex",
     ],

@@ -32,11 +32,17 @@ def read_split(examples: Path, split: str) -> list[tuple[str, str]]:
     return [parse_text_example(r.numpy()) for r in tf.data.TFRecordDataset(files)]
 
 
-def load_translator(model_dir: Path, tokenizer_dir: Path, max_extra_tokens: int) -> Translator:
+def load_translator(
+    model_dir: Path,
+    tokenizer_dir: Path,
+    max_extra_tokens: int,
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+) -> Translator:
     """The trained model (Keras safe mode) and its tokenizer, as a Translator."""
     model = keras.saving.load_model(model_dir / MODEL_FILE, safe_mode=True)
     tokenizer = TranslationTokenizer.from_directory(tokenizer_dir / "vocab")
-    return Translator(tokenizer, model, max_extra_tokens)
+    return Translator(tokenizer, model, max_extra_tokens, beam_size, length_penalty)
 
 
 def translate_all(translator: Translator, sources: list[str], batch_size: int) -> list[str]:

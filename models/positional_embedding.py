@@ -52,14 +52,17 @@ class PositionalEmbedding(keras.layers.Layer):
         else:
             raise ValueError(f"positional must be 'sinusoidal' or 'learned', got {self.positional}")
 
-    def call(self, token_ids):
+    def call(self, token_ids, start=0):
+        """`start` is the first token's position: step-by-step decoding embeds one at a time."""
         length = ops.shape(token_ids)[1]
         x = self.token_embedding(token_ids) * ops.sqrt(ops.cast(self.d_model, self.compute_dtype))
+        positions = ops.arange(length) + start
         if self.positional == "learned":
-            positions = self.position_embedding(ops.arange(length))
+            position_signal = self.position_embedding(positions)
         else:
-            positions = ops.cast(ops.convert_to_tensor(self.table)[:length], self.compute_dtype)
-        return x + positions[None, :, :]
+            table = ops.convert_to_tensor(self.table, dtype=self.compute_dtype)
+            position_signal = ops.take(table, positions, axis=0)
+        return x + position_signal[None, :, :]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.d_model)

@@ -109,6 +109,27 @@ class Transformer(keras.Model):
             x = self.decoder_norm(x)
         return self.output_projection(x)
 
+    def start_decoding(self, source, max_length):
+        """Encoder outputs projected for cross-attention, and empty self-attention caches."""
+        memory = self.encode(source, training=False)
+        cross = [block.cross_key_value(memory) for block in self.decoder_blocks]
+        head_dim = self.d_model // self.num_heads
+        shape = (ops.shape(source)[0], max_length, self.num_heads, head_dim)
+        caches = [(ops.zeros(shape, memory.dtype), ops.zeros(shape, memory.dtype)) for _ in cross]
+        return cross, caches
+
+    def decode_step(self, token, index, caches, cross, source):
+        """Logits (batch, vocab) for the token after `token` (batch,) at position `index`."""
+        x = self.target_embedding(ops.expand_dims(token, 1), start=index)
+        cross_mask = padding_mask(source)
+        new_caches = []
+        for block, cache, key_value in zip(self.decoder_blocks, caches, cross):
+            x, cache = block.step(x, cache, index, key_value, cross_mask)
+            new_caches.append(cache)
+        if self.norm_first:
+            x = self.decoder_norm(x)
+        return self.output_projection(x)[:, 0, :], new_caches
+
     def call(self, inputs, training=None):
         source, target_in = inputs["source"], inputs["target_in"]
         memory = self.encode(source, training=training)

@@ -8,6 +8,18 @@ long warmup; `False` is the paper's post-layer-norm.
 from __future__ import annotations
 
 import keras
+from keras import ops
+
+
+def _attend(attention, x, key, value, mask):
+    """Attention of `x` over already projected keys and values (the cached path).
+
+    Uses the layer's own projections and `_compute_attention`, so the result matches a normal
+    call of the layer on the same inputs.
+    """
+    query = attention._query_dense(x)
+    output, _ = attention._compute_attention(query, key, value, mask, training=False)
+    return attention._output_dense(output)
 
 
 def _feed_forward(d_model, dff, dropout, name):
@@ -121,3 +133,35 @@ class TransformerDecoderBlock(_Block):
         x = self._residual(x, self.norms[0], attend_self, training)
         x = self._residual(x, self.norms[1], attend_source, training)
         return self._residual(x, self.norms[2], self.feed_forward, training)
+
+    def cross_key_value(self, memory):
+        """Cross-attention keys and values of the encoder output, computed once per sentence."""
+        attention = self.cross_attention
+        return attention._key_dense(memory), attention._value_dense(memory)
+
+    def step(self, x, cache, index, cross_key_value, cross_mask):
+        """One decoding position: x (batch, 1, d_model) at `index`, with a key/value cache.
+
+        `cache` is (keys, values), each (batch, max_length, heads, head_dim); the projections
+        of this position are written at `index` and later positions stay hidden by the mask.
+        Returns the block output and the updated cache.
+        """
+        keys, values = cache
+        positions = ops.arange(ops.shape(keys)[1])
+        here = ops.reshape(ops.equal(positions, index), (1, -1, 1, 1))
+        visible = ops.reshape(ops.less_equal(positions, index), (1, 1, -1))
+        written = []
+
+        def attend_self(h, training=None):
+            new_keys = ops.where(here, self.self_attention._key_dense(h), keys)
+            new_values = ops.where(here, self.self_attention._value_dense(h), values)
+            written.append((new_keys, new_values))
+            return _attend(self.self_attention, h, new_keys, new_values, visible)
+
+        def attend_source(h, training=None):
+            return _attend(self.cross_attention, h, *cross_key_value, cross_mask)
+
+        x = self._residual(x, self.norms[0], attend_self, False)
+        x = self._residual(x, self.norms[1], attend_source, False)
+        x = self._residual(x, self.norms[2], self.feed_forward, False)
+        return x, written[0]

@@ -99,8 +99,17 @@ class EvaluateConfig:
 @dataclasses.dataclass
 class ExportConfig:
     max_extra_tokens: int = 16
+    # The `beam_search` signature's beam width and GNMT length-penalty exponent.
+    beam_size: int = 4
+    length_penalty: float = 0.6
     # The check in a fresh process translates this many test sentences.
-    num_validation_sentences: int = 3
+    num_validation_sentences: int = 8
+    # Single-sentence requests timed in the fresh process for p50/p95 latency.
+    latency_runs: int = 20
+    # Push only a model whose test BLEU reaches this.
+    min_bleu: float = 0.0
+    # Versions kept under serving/<model_name>/; older ones are deleted after a push.
+    keep_versions: int = 3
 
 
 @dataclasses.dataclass

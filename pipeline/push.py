@@ -44,3 +44,14 @@ def push(saved_model: Path, serving_root: Path, export_fingerprint: str) -> tupl
     final = serving_root / str(version)
     os.rename(tmp, final)
     return final, True
+
+
+def prune(serving_root: Path, keep: int) -> list[int]:
+    """Deletes all but the newest `keep` versions; returns the deleted version numbers."""
+    old = versions(serving_root)[:-keep] if keep > 0 else []
+    for version in old:
+        # Rename first: a server never sees a half-deleted version directory.
+        doomed = serving_root / f".deleting-{version}"
+        os.rename(serving_root / str(version), doomed)
+        shutil.rmtree(doomed)
+    return old

@@ -7,6 +7,7 @@ so an unchanged pipeline re-runs in seconds and a change re-runs exactly what it
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -132,12 +133,29 @@ def _summary(cfg, workdir, store, fingerprints, dirs, report, started) -> dict:
     if "train" in dirs:
         summary["tensorboard_logdir"] = str(dirs["train"] / "logs")
     if "export" in dirs:
-        version_dir, pushed = push_lib.push(
-            dirs["export"] / "saved_model",
-            workdir / "serving" / cfg.model_name,
-            fingerprints["export"],
-        )
-        summary["serving_model_dir"] = str(version_dir)
-        summary["pushed"] = pushed
-        log.info("serving  %s %s", "pushed" if pushed else "up to date", version_dir)
+        summary.update(_push(cfg, workdir, dirs["export"], fingerprints["export"]))
     return summary
+
+
+def _push(cfg: PipelineConfig, workdir: Path, export_dir: Path, export_fp: str) -> dict:
+    """Pushes a blessed export to serving/<model_name>/; an unblessed one stays where it is."""
+    blessing = json.loads((export_dir / "blessing.json").read_text())
+    serving_root = workdir / "serving" / cfg.model_name
+    if not blessing["blessed"]:
+        log.warning(
+            "serving  not pushed: BLEU %.2f is below export.min_bleu %.2f",
+            blessing["bleu"],
+            blessing["min_bleu"],
+        )
+        latest = push_lib.versions(serving_root)
+        return {
+            "blessed": False,
+            "pushed": False,
+            "serving_model_dir": str(serving_root / str(latest[-1])) if latest else None,
+        }
+    version_dir, pushed = push_lib.push(export_dir / "saved_model", serving_root, export_fp)
+    removed = push_lib.prune(serving_root, cfg.export.keep_versions)
+    log.info("serving  %s %s", "pushed" if pushed else "up to date", version_dir)
+    if removed:
+        log.info("serving  removed old versions %s", removed)
+    return {"blessed": True, "pushed": pushed, "serving_model_dir": str(version_dir)}

@@ -54,7 +54,9 @@ def _export(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args: 
         examples=inputs["ingest"],
         tokenized=inputs["tokenize"],
         model=inputs["train"],
+        evaluation=inputs["evaluate"],
         out=out,
+        model_name=cfg.model_name,
     )
 
 
@@ -103,10 +105,17 @@ STAGES = [
     ),
     Stage(
         "export",
-        ("ingest", "tokenize", "train"),
+        ("ingest", "tokenize", "train", "evaluate"),
         _export,
-        lambda c: to_dict(c.export),
-        _modules("components.export", "components.evaluate", *_MODEL, *_COMMON),
+        lambda c: {**to_dict(c.export), "model_name": c.model_name},
+        _modules(
+            "components.export",
+            "components.serving_check",
+            "components.op_report",
+            "components.evaluate",
+            *_MODEL,
+            *_COMMON,
+        ),
     ),
 ]
 

@@ -88,6 +88,46 @@ def test_saved_model_in_fresh_process_matches_evaluation(first_run):
     assert served == [r["translation"] for r in rows]
 
 
+def test_export_has_signatures_warmup_op_report_and_keras_file(first_run):
+    _, summary = first_run
+    export_dir = Path(summary["stages"]["export"]["artifact_dir"])
+    served = Path(summary["serving_model_dir"])
+    assert (served / "variables" / "variables.index").is_file()
+    warmup = served / "assets.extra" / "tf_serving_warmup_requests"
+    # serving_default and beam_search, each at batch 1 and at the full sample batch.
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(warmup))) == 4
+    ops = json.loads((export_dir / "op_report.json").read_text())
+    assert ops["tf_text_ops"] == [
+        "NormalizeUTF8",
+        "RegexSplitWithOffsets",
+        "WordpieceTokenizeWithOffsets",
+    ]
+    assert ops["unsupported_ops"] == []
+    validation = json.loads((export_dir / "validation.json").read_text())
+    assert validation["problems"] == []
+    fresh = validation["fresh_process"]
+    assert fresh["serving_default"] == validation["in_process"]["serving_default"]
+    assert fresh["greedy_uncached"]["translation"] == fresh["serving_default"]["translation"]
+    assert fresh["timing"]["latency_ms"]["p95"] >= fresh["timing"]["latency_ms"]["p50"] > 0
+    assert json.loads((export_dir / "blessing.json").read_text())["blessed"] is True
+    assert (export_dir / "model.keras").is_file()
+
+
+def test_translate_cli_prints_the_served_translations(first_run):
+    _, summary = first_run
+    predictions = Path(summary["stages"]["evaluate"]["artifact_dir"]) / "predictions.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()[:2]]
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline.translate", summary["serving_model_dir"]],
+        input="\n".join(r["source"] for r in rows) + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.splitlines() == [r["translation"] for r in rows]
+
+
 def _tags(directory: Path) -> dict[str, list[float]]:
     values: dict[str, list[float]] = {}
     for path in directory.glob("events.out.tfevents.*"):
@@ -103,11 +143,11 @@ def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     _, summary = first_run
     logdir = Path(summary["tensorboard_logdir"])
     train, validation, samples = (_tags(logdir / d) for d in ("train", "validation", "samples"))
-    assert len(train["epoch_loss"]) == 2 and all(map(math.isfinite, train["epoch_loss"]))
-    assert len(validation["epoch_loss"]) == 2 and all(map(math.isfinite, validation["epoch_loss"]))
+    assert len(train["epoch_loss"]) == 6 and all(map(math.isfinite, train["epoch_loss"]))
+    assert len(validation["epoch_loss"]) == 6 and all(map(math.isfinite, validation["epoch_loss"]))
     assert "epoch_masked_accuracy" in validation
     assert train["epoch_learning_rate"][0] > 0
-    assert len(samples["sample_translations"]) == 2
+    assert len(samples["sample_translations"]) == 6
 
 
 def test_second_run_is_cached_and_reproducible(first_run, tmp_path):

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import sys
+import threading
 
 import pytest
 
@@ -100,3 +101,53 @@ def test_push_versions_increase_and_skip_same_export(tmp_path):
     assert (second / "saved_model.pb").read_bytes() == b"pb"
     assert push.versions(root) == [1, 2]
     assert not list(root.glob(".tmp-*"))
+
+
+def _fake_saved_model(path, files=200):
+    (path / "variables").mkdir(parents=True)
+    for i in range(files):
+        (path / "variables" / f"variables.data-{i:05d}").write_bytes(b"x" * 20_000)
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    (path / "saved_model.pb").write_bytes(b"pb")
+
+
+def test_a_polling_server_never_sees_half_a_version(tmp_path):
+    model = tmp_path / "export"
+    _fake_saved_model(model)
+    root = tmp_path / "serving" / "m"
+    seen, incomplete = set(), []
+    finished = threading.Event()
+
+    def pusher():
+        for i in range(6):
+            push.push(model, root, f"fp{i}")
+            push.prune(root, keep=2)
+        finished.set()
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    polls = 0
+    while not finished.is_set() and polls < 200_000:
+        polls += 1
+        for version in push.versions(root):
+            directory = root / str(version)
+            seen.add(version)
+            try:
+                files = len(list((directory / "variables").iterdir()))
+                complete = (directory / "saved_model.pb").is_file() and files == 201
+            except FileNotFoundError:  # pruned between listing and looking: gone whole
+                complete = not directory.exists()
+            # A version pruned while we looked is gone as a whole: only a present one counts.
+            if not complete and directory.exists():
+                incomplete.append(version)
+    thread.join()
+    assert incomplete == []
+    assert push.versions(root) == [5, 6] and len(seen) >= 2
+
+
+def test_prune_keeps_newest(tmp_path):
+    root = tmp_path / "m"
+    for version in (1, 2, 3, 10):
+        (root / str(version)).mkdir(parents=True)
+    assert push.prune(root, keep=2) == [1, 2]
+    assert push.versions(root) == [3, 10]

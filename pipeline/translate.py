@@ -1,0 +1,45 @@
+"""Translate with an exported SavedModel from the command line.
+
+    python -m pipeline.translate workdir/serving/translator/1 "The dog runs." "A cat sleeps."
+    echo "The dog runs." | python -m pipeline.translate workdir/serving/translator/1 --beam
+
+Sentences come from the arguments, or one per line from stdin when there are none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Translate sentences with a SavedModel.")
+    parser.add_argument(
+        "model_dir", help="a SavedModel directory, e.g. workdir/serving/translator/1"
+    )
+    parser.add_argument("sentences", nargs="*", help="sentences (default: lines of stdin)")
+    parser.add_argument("--beam", action="store_true", help="use the beam_search signature")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.model_dir, "saved_model.pb")):
+        print(f"{args.model_dir}: no saved_model.pb here", file=sys.stderr)
+        return 2
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+
+    model = tf.saved_model.load(args.model_dir)
+    signature = model.signatures["beam_search" if args.beam else "serving_default"]
+    for start in range(0, len(sentences), args.batch_size):
+        batch = sentences[start : start + args.batch_size]
+        for text in signature(text=tf.constant(batch))["translation"].numpy():
+            print(text.decode("utf-8"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
