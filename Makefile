@@ -6,7 +6,7 @@ CONFIG ?= configs/default.yaml
 WORKDIR ?= workdir
 ARGS ?=
 
-.PHONY: run test lint format tensorboard clean
+.PHONY: run test lint format tensorboard clean bench-serve
 
 $(VENV)/.installed: setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ tensorboard: $(VENV)/.installed
 
 clean:
 	rm -rf $(WORKDIR)
+
+# Benchmarks: not part of `make test`; they write benchmarks/results/*.json (git-ignored).
+bench-serve: $(VENV)/.installed
+	$(PY) benchmarks/serve.py

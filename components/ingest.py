@@ -29,6 +29,7 @@ class RawPair:
     source: bytes | str
     target: bytes | str
     origin: str  # where the row came from, e.g. "train.en:17" or "builtin:3"
+    split: str = ""  # a split fixed by its input files; "" = assigned by hash
 
 
 @dataclasses.dataclass
@@ -37,9 +38,12 @@ class IngestResult:
     rejected: dict[str, int]
 
 
-def read_aligned_files(paths: tuple[str, str]) -> Iterator[RawPair]:
-    """Yields line pairs of two line-aligned files; a line without a partner is yielded with b""."""
-    source_path, target_path = paths
+def read_aligned_files(paths: tuple[str, str, str]) -> Iterator[RawPair]:
+    """Yields line pairs of two line-aligned files; a line without a partner is yielded with b"".
+
+    `paths` is (source file, target file, split the rows belong to or "").
+    """
+    source_path, target_path, split = paths
     name = Path(source_path).name
     with open(source_path, "rb") as sources, open(target_path, "rb") as targets:
         line = 0
@@ -48,7 +52,8 @@ def read_aligned_files(paths: tuple[str, str]) -> Iterator[RawPair]:
             if not source and not target:
                 return
             line += 1
-            yield RawPair(source.rstrip(b"\r\n"), target.rstrip(b"\r\n"), f"{name}:{line}")
+            source, target = source.rstrip(b"\r\n"), target.rstrip(b"\r\n")
+            yield RawPair(source, target, f"{name}:{line}", split)
 
 
 def normalize_text(text: str, form: str) -> str:
@@ -97,7 +102,7 @@ def _rejection(pair: RawPair, reason: str) -> dict:
 
 
 class ValidatePairs(beam.DoFn):
-    """Normalizes pairs; emits kept rows as ((source, target), origin), rejects to a tag."""
+    """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag."""
 
     def __init__(self, form: str, max_words: int):
         self.form = form
@@ -108,14 +113,17 @@ class ValidatePairs(beam.DoFn):
         if isinstance(result, str):
             yield beam.pvalue.TaggedOutput(REJECTED, _rejection(pair, result))
         else:
-            yield result, pair.origin
+            yield (pair.split, *result), pair.origin
 
 
-def first_of_duplicates(item: tuple[tuple[str, str], list[str]]):
-    """Keeps the earliest occurrence of an exact duplicate pair; the others are rejected."""
-    (source, target), origins = item
+def first_of_duplicates(item: tuple[tuple[str, str, str], list[str]]):
+    """Keeps the earliest occurrence of an exact duplicate pair; the others are rejected.
+
+    Duplicates count within one input split only: a given test file keeps its own rows.
+    """
+    (split, source, target), origins = item
     first, *others = sorted(origins)
-    yield source, target, first
+    yield split, source, target
     for origin in others:
         rejection = _rejection(RawPair(source, target, origin), "duplicate")
         yield beam.pvalue.TaggedOutput(REJECTED, rejection)
@@ -134,12 +142,28 @@ class ReadPairs(beam.PTransform):
             pairs = builtin_corpus.generate_pairs(self.cfg.builtin_pairs, self.seed)
             rows = [RawPair(s, t, f"builtin:{i + 1}") for i, (s, t) in enumerate(pairs)]
             return pbegin | "CreatePairs" >> beam.Create(rows, reshuffle=False)
-        paths = (self.cfg.source_path, self.cfg.target_path)
         return (
             pbegin
-            | "FilePairs" >> beam.Create([paths])
+            | "FilePairs" >> beam.Create(input_files(self.cfg))
             | "ReadAligned" >> beam.FlatMap(read_aligned_files)
         )
+
+
+def input_files(cfg: DataConfig) -> list[tuple[str, str, str]]:
+    """(source, target, fixed split) of each input file pair; "" = split by hash."""
+    files = [(cfg.source_path, cfg.target_path, "")]
+    for split in ("validation", "test"):
+        source, target = getattr(cfg, f"{split}_source_path"), getattr(cfg, f"{split}_target_path")
+        if source or target:
+            files.append((source, target, split))
+    return files
+
+
+def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
+    """Validation and test fractions for hashed rows: none for a split given by files."""
+    given = {split for _, _, split in input_files(cfg)} if cfg.format == "text" else set()
+    validation = 0.0 if "validation" in given else cfg.split.validation
+    return validation, 0.0 if "test" in given else cfg.split.test
 
 
 def _length_stats(split_rows) -> beam.PCollection:
@@ -159,10 +183,12 @@ def _length_stats(split_rows) -> beam.PCollection:
 
 def _check_inputs(cfg: DataConfig) -> None:
     if cfg.format == "text":
-        for key in ("source_path", "target_path"):
-            value = getattr(cfg, key)
-            if not value or not Path(value).is_file():
-                raise FileNotFoundError(f"data.{key}: file {value!r} not found")
+        keys = ("source_path", "target_path")
+        for source, target, split in input_files(cfg):
+            prefix = f"{split}_" if split else ""
+            for key, value in zip(keys, (source, target)):
+                if not value or not Path(value).is_file():
+                    raise FileNotFoundError(f"data.{prefix}{key}: file {value!r} not found")
     if cfg.split.validation + cfg.split.test >= 1:
         raise ValueError("data.split: validation + test must leave room for train")
 
@@ -182,9 +208,9 @@ def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
         | "GroupDuplicates" >> beam.GroupByKey()
         | "DropDuplicates" >> beam.FlatMap(first_of_duplicates).with_outputs(REJECTED, main="kept")
     )
-    split = cfg.split
+    validation, test = _hash_fractions(cfg)
     rows = deduplicated.kept | "AssignSplit" >> beam.Map(
-        lambda row: (split_of(row[0], split.validation, split.test), row)
+        lambda row: (row[0] or split_of(row[1], validation, test), (row[1], row[2]))
     )
     counts = []
     for name in SPLITS:

@@ -163,10 +163,19 @@ def tokenize(
     counts = count_words_in_beam(examples, out, beam_args)
     sizes = {"source": cfg.source_vocab_size, "target": cfg.target_vocab_size}
     (out / "vocab").mkdir(parents=True, exist_ok=True)
-    vocab_sizes = {}
+    if cfg.shared_vocab:
+        merged = dict(counts["source"])
+        for word, count in counts["target"].items():
+            merged[word] = merged.get(word, 0) + count
+        counts = {side: merged for side in SIDES}
+    vocab_sizes, learned = {}, {}
     for side in SIDES:
-        # Sorted so the learner sees the same order in every run.
-        vocab = learn_wordpiece(sorted(counts[side].items()), sizes[side], cfg.min_count)
+        if cfg.shared_vocab and side == "target":
+            vocab = learned["source"]  # learned once; the same list for both sides
+        else:
+            # Sorted so the learner sees the same order in every run.
+            vocab = learn_wordpiece(sorted(counts[side].items()), sizes[side], cfg.min_count)
+        learned[side] = vocab
         save_vocab(vocab, out / "vocab" / f"{side}.txt")
         vocab_sizes[side] = len(vocab)
     num_shards = max(1, len(list(examples.glob("train-*.tfrecord"))))

@@ -12,9 +12,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from components.distribute import choose_precision, choose_strategy, set_precision
 from components.input_pipeline import load_token_pairs, make_batches
 from components.records import parse_text_example, shard_paths
 from models.losses import MaskedAccuracy, MaskedCrossEntropy
+from models.presets import preset_architecture
 from models.schedules import InverseSqrtSchedule
 from models.tokenizer import TranslationTokenizer
 from models.transformer import Transformer
@@ -33,26 +35,42 @@ class TrainResult:
     seconds: float
 
 
+def architecture(cfg: TrainConfig) -> dict[str, int]:
+    """num_layers, d_model, num_heads and dff: from the preset, or the config's own fields."""
+    if cfg.preset != "custom":
+        return preset_architecture(cfg.preset)
+    return {
+        "num_layers": cfg.num_layers,
+        "d_model": cfg.d_model,
+        "num_heads": cfg.num_heads,
+        "dff": cfg.dff,
+    }
+
+
 def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int) -> Transformer:
-    """The Transformer of this config, built and compiled with the paper's schedule."""
+    """The Transformer of this config, built and compiled with the paper's schedule.
+
+    Call it inside the training strategy's scope so the variables are placed by it.
+    """
+    arch = architecture(cfg)
     model = Transformer(
         source_vocab_size=source_vocab_size,
         target_vocab_size=target_vocab_size,
-        num_layers=cfg.num_layers,
-        d_model=cfg.d_model,
-        num_heads=cfg.num_heads,
-        dff=cfg.dff,
         dropout=cfg.dropout,
         max_length=cfg.max_length,
         positional=cfg.positional,
         norm_first=cfg.norm_first,
+        share_embeddings=cfg.share_embeddings,
+        **arch,
     )
-    schedule = InverseSqrtSchedule(cfg.d_model, cfg.warmup_steps)
+    schedule = InverseSqrtSchedule(arch["d_model"], cfg.warmup_steps)
+    jit = {"auto": "auto", "true": True, "false": False}[cfg.jit_compile]
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
         loss=MaskedCrossEntropy(cfg.label_smoothing),
         metrics=[MaskedAccuracy()],
-        jit_compile=False,
+        jit_compile=jit,
+        steps_per_execution=cfg.steps_per_execution,
     )
     model.build()
     return model
@@ -89,6 +107,29 @@ class SampleTranslations(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class StepProgress(keras.callbacks.Callback):
+    """A line every `interval` seconds inside an epoch, so long epochs show they are moving."""
+
+    def __init__(self, interval: float = 30.0):
+        super().__init__()
+        self.interval = interval
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.started = self.last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = (batch + 1) / (now - self.started)
+            loss = (logs or {}).get("loss", float("nan"))
+            print(
+                f"  epoch {self.epoch + 1} step {batch + 1}: loss {loss:.4f} ({rate:.2f} steps/s)",
+                flush=True,
+            )
+
+
 def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path) -> list:
     logdir = out / "logs"
     samples = read_text_pairs(examples, "validation", cfg.num_sample_translations)
@@ -96,6 +137,7 @@ def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path) ->
     return [
         keras.callbacks.TensorBoard(str(logdir), write_graph=False, profile_batch=0),
         SampleTranslations(translator, samples, logdir),
+        StepProgress(),
         # Epoch-level resume: a killed run restarted into the same staging dir continues here.
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(
@@ -112,7 +154,10 @@ def train(
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     tokenizer = TranslationTokenizer.from_directory(tokenized / "vocab")
-    model = build_model(cfg, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+    strategy = choose_strategy(cfg.strategy)
+    set_precision(choose_precision(cfg.precision, strategy))
+    with strategy.scope():
+        model = build_model(cfg, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
     train_data = make_batches(
         load_token_pairs(tokenized, "train", cfg.max_length), cfg, shuffle_seed=seed
     )

@@ -25,8 +25,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
             )
         per_token = keras.losses.categorical_crossentropy(labels, y_pred, from_logits=True)
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), per_token.dtype)
-        # One scalar per batch: the sum over real tokens divided by their count.
-        return ops.sum(per_token * mask) / ops.maximum(ops.sum(mask), 1.0)
+        # Per-position values whose plain mean (Keras' reduction) is the mean over real tokens.
+        # Returning per-position values, not a scalar, keeps Keras' scaling across replicas.
+        size = ops.cast(ops.size(mask), per_token.dtype)
+        return per_token * mask * (size / ops.maximum(ops.sum(mask), 1.0))
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}

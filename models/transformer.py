@@ -23,6 +23,24 @@ def causal_mask(length):
     return ops.expand_dims(rows >= cols, 0)
 
 
+class TiedOutputProjection(keras.layers.Layer):
+    """Logits from the shared token embedding, transposed, plus a bias; float32 for the loss."""
+
+    def __init__(self, embedding: PositionalEmbedding, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.embedding = embedding
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(
+            shape=(self.embedding.vocab_size,), initializer="zeros", name="bias"
+        )
+
+    def call(self, x):
+        matrix = self.embedding.token_embedding.embeddings
+        logits = ops.matmul(ops.cast(x, matrix.dtype), ops.transpose(matrix))
+        return ops.cast(logits, "float32") + self.bias
+
+
 @keras.saving.register_keras_serializable(package="translation")
 class Transformer(keras.Model):
     """Maps {"source": (batch, S) ids, "target_in": (batch, T) ids} to (batch, T, vocab) logits.
@@ -48,9 +66,15 @@ class Transformer(keras.Model):
         max_length=64,
         positional="sinusoidal",
         norm_first=True,
+        share_embeddings=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if share_embeddings and source_vocab_size != target_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one vocabulary for both sides "
+                f"(got {source_vocab_size} and {target_vocab_size} tokens)"
+            )
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
         self.num_layers = num_layers
@@ -61,14 +85,21 @@ class Transformer(keras.Model):
         self.max_length = max_length
         self.positional = positional
         self.norm_first = norm_first
+        self.share_embeddings = share_embeddings
         block_args = dict(
             d_model=d_model, num_heads=num_heads, dff=dff, dropout=dropout, norm_first=norm_first
         )
         self.source_embedding = PositionalEmbedding(
             source_vocab_size, d_model, max_length, positional, name="source_embedding"
         )
-        self.target_embedding = PositionalEmbedding(
-            target_vocab_size, d_model, max_length, positional, name="target_embedding"
+        # Shared: one matrix embeds both sides and, transposed, projects to the vocabulary
+        # (Vaswani et al. 2017, section 3.4), as the base and big presets do.
+        self.target_embedding = (
+            self.source_embedding
+            if share_embeddings
+            else PositionalEmbedding(
+                target_vocab_size, d_model, max_length, positional, name="target_embedding"
+            )
         )
         self.embedding_dropout = keras.layers.Dropout(dropout)
         self.encoder_blocks = [
@@ -80,7 +111,11 @@ class Transformer(keras.Model):
         # Pre-norm blocks leave their output un-normalized; a final norm per stack fixes that.
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
-        self.output_projection = keras.layers.Dense(target_vocab_size, name="logits")
+        self.output_projection = (
+            TiedOutputProjection(self.source_embedding, name="logits")
+            if share_embeddings
+            else keras.layers.Dense(target_vocab_size, name="logits", dtype="float32")
+        )
 
     def build(self, input_shape=None):
         # One forward pass on a tiny batch creates every weight, so a loaded model can be built
@@ -148,5 +183,6 @@ class Transformer(keras.Model):
             max_length=self.max_length,
             positional=self.positional,
             norm_first=self.norm_first,
+            share_embeddings=self.share_embeddings,
         )
         return config

@@ -15,11 +15,12 @@ TEXT = tf.TensorSpec([None], tf.string, name="text")
 
 
 class Translator(tf.Module):
-    """Translates a 1-D string tensor; each method returns {"translation", "score"}.
+    """Translates a 1-D string tensor; each method returns {"translation", "score", "length"}.
 
     `translate` is cached greedy decoding (the default signature), `translate_beam` beam
     search, `translate_uncached` greedy decoding without a cache (the baseline it is checked
-    against). `score` is the output's log-probability under the model.
+    against). `score` is the output's log-probability under the model, `length` the number of
+    tokens it generated.
 
     Example:
         translator = Translator(tokenizer, model, max_extra_tokens=16, beam_size=4)
@@ -52,7 +53,13 @@ class Translator(tf.Module):
         return source, tf.reduce_max(tf.concat([limits, [1]], 0)), limits
 
     def _output(self, ids, scores):
-        return {"translation": self.tokenizer.target.detokenize(ids), "score": scores}
+        # Generated tokens per sentence, the end token included (the start token is not).
+        length = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1) - 1
+        return {
+            "translation": self.tokenizer.target.detokenize(ids),
+            "score": scores,
+            "length": length,
+        }
 
     @tf.function(input_signature=[TEXT])
     def translate(self, text):

@@ -44,6 +44,11 @@ class DataConfig:
     builtin_pairs: int = 20000
     source_path: str = ""
     target_path: str = ""
+    # Optional files that ARE the validation / test split; otherwise those come from the hash.
+    validation_source_path: str = ""
+    validation_target_path: str = ""
+    test_source_path: str = ""
+    test_target_path: str = ""
     # NFC composes accents so the same word always has one byte form.
     unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
     # Rows with more words than this on either side go to the rejected-rows file.
@@ -60,12 +65,16 @@ class TokenizerConfig:
     target_vocab_size: int = 4000
     # Words seen fewer times than this are not learned as whole pieces.
     min_count: int = 2
+    # One vocabulary learned from both sides (then source/target sizes must be equal).
+    shared_vocab: bool = False
     # Applied to raw text inside the tokenizer, so served input is normalized like training data.
     normalization: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
 
 
 @dataclasses.dataclass
 class TrainConfig:
+    # A named size (models/presets.py) sets the four fields below it; "custom" uses them.
+    preset: Literal["custom", "tiny", "small", "tutorial", "base", "big"] = "custom"
     num_layers: int = 2
     d_model: int = 128
     num_heads: int = 4
@@ -74,6 +83,16 @@ class TrainConfig:
     label_smoothing: float = 0.1
     # Pre-layer-norm trains stably with a short warmup; False is the paper's post-norm.
     norm_first: bool = True
+    # One embedding matrix for source, target and output (needs tokenizer.shared_vocab).
+    share_embeddings: bool = False
+    # auto: TPU if configured, MirroredStrategy on several GPUs, else the default strategy.
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
+    # auto: float32 on CPU (bfloat16 is slower there), mixed_float16 on GPU, bfloat16 on TPU.
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    # XLA: "auto" compiles on GPU/TPU only; on this CPU it was no faster.
+    jit_compile: Literal["auto", "true", "false"] = "auto"
+    # Training steps per tf.function call: fewer Python round trips per step.
+    steps_per_execution: int = 1
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     # Longest token sequence (with start/end tokens) the model sees; longer pairs are skipped.
     max_length: int = 64
@@ -203,9 +222,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Pi
     for assignment in overrides:
         _set_override(raw, assignment)
     try:
-        return _build(PipelineConfig, raw, "")
+        config = _build(PipelineConfig, raw, "")
+        _check_consistency(config)
+        return config
     except ConfigError as error:
         raise ConfigError(f"{origin} with --set overrides: {error}") from None
+
+
+_ARCHITECTURE = ("num_layers", "d_model", "num_heads", "dff")
+
+
+def _check_consistency(config: PipelineConfig) -> None:
+    """Rules that involve several keys."""
+    train, defaults = config.train, TrainConfig()
+    if train.preset != "custom":
+        clashing = [k for k in _ARCHITECTURE if getattr(train, k) != getattr(defaults, k)]
+        if clashing:
+            raise ConfigError(
+                f"train.preset={train.preset} sets {', '.join(clashing)}: "
+                "remove those keys or use train.preset=custom"
+            )
+    if train.share_embeddings and not config.tokenizer.shared_vocab:
+        raise ConfigError("train.share_embeddings needs tokenizer.shared_vocab: true")
+    tok = config.tokenizer
+    if tok.shared_vocab and tok.source_vocab_size != tok.target_vocab_size:
+        raise ConfigError(
+            "tokenizer.shared_vocab: set source_vocab_size and target_vocab_size to one size"
+        )
 
 
 def to_dict(config: Any) -> dict:

@@ -93,7 +93,14 @@ STAGES = [
         ("tokenize", "ingest"),
         _train,
         lambda c: {**to_dict(c.train), "seed": c.seed},
-        _modules("components.train", "components.input_pipeline", *_MODEL, *_COMMON),
+        _modules(
+            "components.train",
+            "components.input_pipeline",
+            "components.distribute",
+            "models.presets",
+            *_MODEL,
+            *_COMMON,
+        ),
         resumable=True,
     ),
     Stage(

@@ -69,7 +69,7 @@ def test_validate_dofn_routes_rejects():
             | beam.Create(rows)
             | beam.ParDo(ValidatePairs("NFC", 10)).with_outputs(REJECTED, main="kept")
         )
-        assert_that(out.kept, equal_to([(("a b", "c d"), "f:1")]), label="kept")
+        assert_that(out.kept, equal_to([(("", "a b", "c d"), "f:1")]), label="kept")
         reasons = out[REJECTED] | beam.Map(lambda r: (r["reason"], r["origin"]))
         assert_that(
             reasons, equal_to([("empty_source", "f:2"), ("undecodable", "f:3")]), label="rejected"
@@ -129,3 +129,32 @@ def test_ingest_is_byte_identical_across_runs(tmp_path):
         outputs.append({p.name: p.read_bytes() for p in out.glob("*.tfrecord")})
     assert outputs[0] == outputs[1]
     assert sum(len(_read_split(tmp_path / "a", s)) for s in ("train", "validation", "test")) == 300
+
+
+def test_given_test_files_are_the_test_split(tmp_path):
+    main = [(f"main {i} .", f"haupt {i} .") for i in range(30)]
+    given = [(f"given {i} .", f"gegeben {i} .") for i in range(5)] + [("main 0 .", "haupt 0 .")]
+    paths = {}
+    for name, rows in (("train", main), ("test", given)):
+        paths[name] = (
+            _write_lines(tmp_path / f"{name}.en", [s.encode() for s, _ in rows]),
+            _write_lines(tmp_path / f"{name}.de", [t.encode() for _, t in rows]),
+        )
+    cfg = DataConfig(
+        format="text",
+        source_path=paths["train"][0],
+        target_path=paths["train"][1],
+        test_source_path=paths["test"][0],
+        test_target_path=paths["test"][1],
+        split=SplitConfig(validation=0.2, test=0.5),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    # The test file is the whole test split, even a row also present in the main file;
+    # the main file's rows go to train or validation only (data.split.test does not apply).
+    assert sorted(_read_split(out, "test")) == sorted(given)
+    expected_validation = [p for p in main if split_of(p[0], 0.2, 0.0) == "validation"]
+    assert sorted(_read_split(out, "validation")) == sorted(expected_validation)
+    assert result.counts["train"] == 30 - len(expected_validation)
+    assert result.rejected == {}

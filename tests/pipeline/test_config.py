@@ -67,3 +67,18 @@ def test_cli_rejects_unknown_key_before_any_work(tmp_path):
 def test_every_shipped_config_loads():
     for path in ("configs/default.yaml", "configs/smoke.yaml"):
         load_config(path)
+
+
+def test_preset_and_explicit_architecture_clash():
+    assert load_config(None, ["train.preset=base"]).train.preset == "base"
+    with pytest.raises(ConfigError, match="train.preset=base sets d_model"):
+        load_config(None, ["train.preset=base", "train.d_model=64"])
+
+
+def test_shared_embeddings_need_a_shared_vocabulary():
+    with pytest.raises(ConfigError, match="needs tokenizer.shared_vocab"):
+        load_config(None, ["train.share_embeddings=true"])
+    with pytest.raises(ConfigError, match="one size"):
+        load_config(None, ["tokenizer.shared_vocab=true", "tokenizer.target_vocab_size=10"])
+    cfg = load_config(None, ["tokenizer.shared_vocab=true", "train.share_embeddings=true"])
+    assert cfg.train.share_embeddings and cfg.tokenizer.shared_vocab

@@ -1,0 +1,63 @@
+"""Choosing the tf.distribute strategy and the precision policy from the hardware.
+
+Only stock strategies: the project never grows cluster code of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger("pipeline")
+
+
+def _local_tpus() -> bool:
+    # Only a TPU named by the environment or attached to this VM: probing for a remote one
+    # would reach for a metadata server, which this project never does unasked.
+    return bool(os.environ.get("TPU_NAME")) or bool(tf.config.list_logical_devices("TPU"))
+
+
+def choose_strategy(name: str) -> tf.distribute.Strategy:
+    """auto: a TPU if one is configured, MirroredStrategy for several GPUs, else the default."""
+    if name == "auto":
+        if _local_tpus():
+            name = "tpu"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":  # the cluster comes from the TF_CONFIG environment variable
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(os.environ.get("TPU_NAME", ""))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def choose_precision(name: str, strategy: tf.distribute.Strategy) -> str:
+    """auto: bfloat16 on TPU, float16 (with loss scaling) on GPU, float32 on CPU.
+
+    On CPUs bfloat16 matmuls are several times slower than float32, so CPU stays float32.
+    """
+    if name != "auto":
+        return name
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16"
+    return "float32"
+
+
+def set_precision(policy: str) -> None:
+    """Sets Keras' global dtype policy; Keras adds loss scaling for mixed_float16 itself."""
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("precision policy %s", policy)

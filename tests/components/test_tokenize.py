@@ -1,0 +1,56 @@
+"""The tokenize stage on a small ingested corpus: counts, vocabularies and token ids."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from components.ingest import ingest
+from components.input_pipeline import load_token_pairs
+from components.records import parse_text_example, shard_paths
+from components.tokenize import tokenize
+from models.tokenizer import TranslationTokenizer, read_vocab
+from pipeline.config import DataConfig, TokenizerConfig
+from tests.conftest import BEAM_ARGS
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ingest")
+    ingest(DataConfig(builtin_pairs=300, num_shards=2), out=out, seed=3, beam_args=BEAM_ARGS)
+    return out
+
+
+def _texts(directory, split):
+    files = [str(p) for p in shard_paths(directory, split)]
+    return [parse_text_example(r.numpy()) for r in tf.data.TFRecordDataset(files)]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_token_ids_are_the_tokenizer_output_for_every_row(examples, tmp_path, shared):
+    sizes = dict(source_vocab_size=1500, target_vocab_size=1500)
+    cfg = TokenizerConfig(min_count=1, shared_vocab=shared, **sizes)
+    result = tokenize(cfg, examples=examples, out=tmp_path, beam_args=BEAM_ARGS)
+    ingested = json.loads((examples / "statistics.json").read_text())["count"]
+    assert result.counts == ingested
+    source_vocab = read_vocab(tmp_path / "vocab" / "source.txt")
+    target_vocab = read_vocab(tmp_path / "vocab" / "target.txt")
+    assert (source_vocab == target_vocab) is shared
+    tokenizer = TranslationTokenizer.from_directory(tmp_path / "vocab")
+    pairs = _texts(examples, "train")
+    expected = {
+        (tuple(s), tuple(t))
+        for s, t in zip(
+            tokenizer.source.tokenize(tf.constant([p[0] for p in pairs])).to_list(),
+            tokenizer.target.tokenize(tf.constant([p[1] for p in pairs])).to_list(),
+        )
+    }
+    written = {
+        (tuple(s.numpy()), tuple(t.numpy()))
+        for s, t in load_token_pairs(tmp_path, "train", max_length=1000)
+    }
+    assert written == expected and len(written) == len(pairs)
+    stats = json.loads((tmp_path / "token_statistics.json").read_text())
+    # Learned on train with min_count 1: every train word is in the vocabulary.
+    assert stats["train"]["source"]["unknown_rate"] == 0.0
+    assert stats["train"]["target"]["tokens"] == sum(len(t) for _, t in expected)
