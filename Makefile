@@ -6,7 +6,7 @@ CONFIG ?= configs/default.yaml
 WORKDIR ?= workdir
 ARGS ?=
 
-.PHONY: run test lint format tensorboard clean bench-serve
+.PHONY: run test lint format tensorboard clean bench-serve bench-train
 
 $(VENV)/.installed: setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,6 @@ clean:
 # Benchmarks: not part of `make test`; they write benchmarks/results/*.json (git-ignored).
 bench-serve: $(VENV)/.installed
 	$(PY) benchmarks/serve.py
+
+bench-train: $(VENV)/.installed
+	$(PY) benchmarks/train.py

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam as beam
@@ -17,6 +16,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import builtin_corpus
 from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
+from components.sources import (
+    RawPair,
+    input_files,
+    read_aligned_files,  # noqa: F401  (re-exported: callers import it from here)
+    read_input,
+)
 from components.stats import Histogram, summarize_histogram
 from pipeline.artifacts import write_json
 from pipeline.config import DataConfig
@@ -25,35 +30,9 @@ REJECTED = "rejected"
 
 
 @dataclasses.dataclass
-class RawPair:
-    source: bytes | str
-    target: bytes | str
-    origin: str  # where the row came from, e.g. "train.en:17" or "builtin:3"
-    split: str = ""  # a split fixed by its input files; "" = assigned by hash
-
-
-@dataclasses.dataclass
 class IngestResult:
     counts: dict[str, int]
     rejected: dict[str, int]
-
-
-def read_aligned_files(paths: tuple[str, str, str]) -> Iterator[RawPair]:
-    """Yields line pairs of two line-aligned files; a line without a partner is yielded with b"".
-
-    `paths` is (source file, target file, split the rows belong to or "").
-    """
-    source_path, target_path, split = paths
-    name = Path(source_path).name
-    with open(source_path, "rb") as sources, open(target_path, "rb") as targets:
-        line = 0
-        while True:
-            source, target = sources.readline(), targets.readline()
-            if not source and not target:
-                return
-            line += 1
-            source, target = source.rstrip(b"\r\n"), target.rstrip(b"\r\n")
-            yield RawPair(source, target, f"{name}:{line}", split)
 
 
 def normalize_text(text: str, form: str) -> str:
@@ -67,6 +46,8 @@ def _decode(value: bytes | str) -> str:
 
 def validate_pair(pair: RawPair, form: str, max_words: int) -> tuple[str, str] | str:
     """The normalized (source, target), or the reason the row is rejected."""
+    if pair.problem:  # found while reading, e.g. "malformed"
+        return pair.problem
     try:
         source, target = _decode(pair.source), _decode(pair.target)
     except UnicodeDecodeError:
@@ -93,12 +74,15 @@ def _rejection(pair: RawPair, reason: str) -> dict:
     def show(value: bytes | str) -> str:
         return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
-    return {
+    rejection = {
         "reason": reason,
         "origin": pair.origin,
         "source": show(pair.source),
         "target": show(pair.target),
     }
+    if pair.detail:
+        rejection["detail"] = pair.detail
+    return rejection
 
 
 class ValidatePairs(beam.DoFn):
@@ -144,24 +128,14 @@ class ReadPairs(beam.PTransform):
             return pbegin | "CreatePairs" >> beam.Create(rows, reshuffle=False)
         return (
             pbegin
-            | "FilePairs" >> beam.Create(input_files(self.cfg))
-            | "ReadAligned" >> beam.FlatMap(read_aligned_files)
+            | "InputFiles" >> beam.Create(input_files(self.cfg))
+            | "ReadFiles" >> beam.FlatMap(read_input, self.cfg)
         )
-
-
-def input_files(cfg: DataConfig) -> list[tuple[str, str, str]]:
-    """(source, target, fixed split) of each input file pair; "" = split by hash."""
-    files = [(cfg.source_path, cfg.target_path, "")]
-    for split in ("validation", "test"):
-        source, target = getattr(cfg, f"{split}_source_path"), getattr(cfg, f"{split}_target_path")
-        if source or target:
-            files.append((source, target, split))
-    return files
 
 
 def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
     """Validation and test fractions for hashed rows: none for a split given by files."""
-    given = {split for _, _, split in input_files(cfg)} if cfg.format == "text" else set()
+    given = {file.split for file in input_files(cfg)}
     validation = 0.0 if "validation" in given else cfg.split.validation
     return validation, 0.0 if "test" in given else cfg.split.test
 
@@ -182,13 +156,11 @@ def _length_stats(split_rows) -> beam.PCollection:
 
 
 def _check_inputs(cfg: DataConfig) -> None:
-    if cfg.format == "text":
-        keys = ("source_path", "target_path")
-        for source, target, split in input_files(cfg):
-            prefix = f"{split}_" if split else ""
-            for key, value in zip(keys, (source, target)):
-                if not value or not Path(value).is_file():
-                    raise FileNotFoundError(f"data.{prefix}{key}: file {value!r} not found")
+    """Stops before the Beam pipeline starts: every configured path or glob must name files."""
+    input_files(cfg)
+    for key in ("source_column", "target_column") if cfg.format in ("tsv", "csv") else ():
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"data.{key}: a column index counts from 0, got {getattr(cfg, key)}")
     if cfg.split.validation + cfg.split.test >= 1:
         raise ValueError("data.split: validation + test must leave room for train")
 

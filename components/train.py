@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from components.distribute import choose_precision, choose_strategy, set_precision
 from components.input_pipeline import load_token_pairs, make_batches
-from components.records import parse_text_example, shard_paths
-from models.losses import MaskedAccuracy, MaskedCrossEntropy
+from components.train_callbacks import EpochSummaries, HParams, StepProgress, read_text_pairs
+from models.losses import MaskedAccuracy, MaskedCrossEntropy, MaskedPerplexity, TargetTokens
 from models.presets import preset_architecture
 from models.schedules import InverseSqrtSchedule
 from models.tokenizer import TranslationTokenizer
@@ -68,7 +68,7 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
         loss=MaskedCrossEntropy(cfg.label_smoothing),
-        metrics=[MaskedAccuracy()],
+        metrics=[MaskedAccuracy(), MaskedPerplexity(), TargetTokens()],
         jit_compile=jit,
         steps_per_execution=cfg.steps_per_execution,
     )
@@ -76,67 +76,15 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
     return model
 
 
-def read_text_pairs(examples: Path, split: str, limit: int) -> list[tuple[str, str]]:
-    """The first `limit` (source, target) strings of a split, in file order."""
-    pairs = []
-    for path in shard_paths(examples, split):
-        for record in tf.data.TFRecordDataset(str(path)).take(limit - len(pairs)):
-            pairs.append(parse_text_example(record.numpy()))
-        if len(pairs) >= limit:
-            break
-    return pairs
-
-
-class SampleTranslations(keras.callbacks.Callback):
-    """Writes the translations of fixed validation sentences to TensorBoard text each epoch."""
-
-    def __init__(self, translator: Translator, pairs: list[tuple[str, str]], logdir: Path):
-        super().__init__()
-        self.translator = translator
-        self.pairs = pairs
-        self.writer = tf.summary.create_file_writer(str(logdir / "samples"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        sources = tf.constant([s for s, _ in self.pairs])
-        outputs = self.translator.translate(sources)["translation"].numpy()
-        rows = ["| source | reference | model |", "|---|---|---|"]
-        for (source, reference), output in zip(self.pairs, outputs):
-            rows.append(f"| {source} | {reference} | {output.decode('utf-8')} |")
-        with self.writer.as_default():
-            tf.summary.text("sample_translations", "\n".join(rows), step=epoch + 1)
-        self.writer.flush()
-
-
-class StepProgress(keras.callbacks.Callback):
-    """A line every `interval` seconds inside an epoch, so long epochs show they are moving."""
-
-    def __init__(self, interval: float = 30.0):
-        super().__init__()
-        self.interval = interval
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.started = self.last = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        if now - self.last >= self.interval:
-            self.last = now
-            rate = (batch + 1) / (now - self.started)
-            loss = (logs or {}).get("loss", float("nan"))
-            print(
-                f"  epoch {self.epoch + 1} step {batch + 1}: loss {loss:.4f} ({rate:.2f} steps/s)",
-                flush=True,
-            )
-
-
-def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path) -> list:
+def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, seed: int) -> list:
     logdir = out / "logs"
-    samples = read_text_pairs(examples, "validation", cfg.num_sample_translations)
+    pairs = read_text_pairs(examples, "validation", max(cfg.num_bleu_sentences, 1))
     translator = Translator(tokenizer, model)
+    hparams = {**dataclasses.asdict(cfg), **architecture(cfg), "seed": seed}
     return [
         keras.callbacks.TensorBoard(str(logdir), write_graph=False, profile_batch=0),
-        SampleTranslations(translator, samples, logdir),
+        EpochSummaries(translator, pairs, cfg.num_sample_translations, logdir),
+        HParams(hparams, logdir),
         StepProgress(),
         # Epoch-level resume: a killed run restarted into the same staging dir continues here.
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -172,7 +120,7 @@ def train(
         train_data,
         validation_data=validation_data,
         epochs=cfg.epochs,
-        callbacks=_callbacks(cfg, model, tokenizer, examples, out),
+        callbacks=_callbacks(cfg, model, tokenizer, examples, out, seed),
         verbose=2,
     )
     seconds = time.perf_counter() - started

@@ -65,3 +65,37 @@ class MaskedAccuracy(keras.metrics.Metric):
 
     def result(self):
         return self.correct / ops.maximum(self.total, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class MaskedPerplexity(keras.metrics.Metric):
+    """exp of the mean token cross-entropy over an epoch, without label smoothing."""
+
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_loss = self.add_variable((), initializer="zeros", name="total_loss")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        per_token = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
+        self.total_loss.assign_add(ops.sum(ops.cast(per_token, "float32") * mask))
+        self.total.assign_add(ops.sum(mask))
+
+    def result(self):
+        return ops.exp(self.total_loss / ops.maximum(self.total, 1.0))
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class TargetTokens(keras.metrics.Metric):
+    """Non-padding target tokens seen in the epoch (tokens per second = this / epoch time)."""
+
+    def __init__(self, name="target_tokens", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.count.assign_add(ops.sum(ops.cast(ops.not_equal(y_true, PAD_ID), "float32")))
+
+    def result(self):
+        return self.count

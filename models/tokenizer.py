@@ -15,7 +15,8 @@ from pathlib import Path
 import regex
 import tensorflow as tf
 import tensorflow_text as tf_text
-from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+
+from models.wordpiece_learner import learn_wordpiece_vocab
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"
 RESERVED_TOKENS = [PAD, UNK, START, END]
@@ -38,16 +39,12 @@ def pretokenize(text: str) -> list[str]:
 
 
 def learn_wordpiece(word_counts: Iterable[tuple[str, int]], vocab_size: int, min_count: int):
-    """A WordPiece vocabulary (reserved tokens first) learned from word counts."""
-    counts = [(w, c) for w, c in word_counts if c >= min_count]
-    vocab = learner.learn(
-        counts,
-        vocab_size=vocab_size,
-        reserved_tokens=RESERVED_TOKENS,
-        lower_thresh=min_count,
-        max_unique_chars=1000,
-    )
-    return list(vocab)
+    """A WordPiece vocabulary (reserved tokens first) learned from word counts.
+
+    Uses this project's learner (models/wordpiece_learner.py): on Multi30k it learns 8k per
+    side in about a second where tensorflow-text's learner took over a minute.
+    """
+    return learn_wordpiece_vocab(word_counts, vocab_size, RESERVED_TOKENS, min_count=min_count)
 
 
 def count_words(texts: Iterable[str]) -> Counter:

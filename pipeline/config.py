@@ -39,9 +39,11 @@ class SplitConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    # builtin: the seeded constructed-language generator; text: two line-aligned files.
-    format: Literal["builtin", "text"] = "builtin"
+    # builtin: the seeded constructed-language generator; text: two line-aligned files;
+    # tsv, csv, jsonl, tfrecord: one file (data.path) holding both sides of each pair.
+    format: Literal["builtin", "text", "tsv", "csv", "jsonl", "tfrecord"] = "builtin"
     builtin_pairs: int = 20000
+    # Paths may be globs over shards (read in sorted order); a name ending in .gz is gzip.
     source_path: str = ""
     target_path: str = ""
     # Optional files that ARE the validation / test split; otherwise those come from the hash.
@@ -49,6 +51,24 @@ class DataConfig:
     validation_target_path: str = ""
     test_source_path: str = ""
     test_target_path: str = ""
+    # tsv/csv/jsonl/tfrecord: the input file or glob of shards; .gz files are read as gzip.
+    path: str = ""
+    # Optional file or glob, in data.path's format, that IS the validation split.
+    validation_path: str = ""
+    # Optional file or glob, in data.path's format, that IS the test split.
+    test_path: str = ""
+    # tsv/csv: 0-based column of the source sentence (Anki/Tatoeba files: english<TAB>other).
+    source_column: int = 0
+    # tsv/csv: 0-based column of the target sentence.
+    target_column: int = 1
+    # jsonl: field holding the source string; a dotted name reaches into objects ("a.en").
+    source_field: str = "source"
+    # jsonl: field holding the target string.
+    target_field: str = "target"
+    # tfrecord: bytes feature of each tf.train.Example holding the source sentence.
+    source_feature: str = "source"
+    # tfrecord: bytes feature holding the target sentence.
+    target_feature: str = "target"
     # NFC composes accents so the same word always has one byte form.
     unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
     # Rows with more words than this on either side go to the rejected-rows file.
@@ -104,6 +124,8 @@ class TrainConfig:
     shuffle_buffer: int = 20000
     # Fixed validation sentences translated into TensorBoard text each epoch.
     num_sample_translations: int = 4
+    # Fixed validation sentences whose BLEU is logged each epoch (0: none).
+    num_bleu_sentences: int = 200
     # Makes weights and metrics reproducible for the same config and seed.
     deterministic: bool = True
 

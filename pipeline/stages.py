@@ -79,14 +79,14 @@ STAGES = [
         _ingest,
         # The seed only matters to the built-in generator; a file corpus ignores it.
         lambda c: {**to_dict(c.data), "seed": c.seed if c.data.format == "builtin" else None},
-        _modules("components.ingest", "components.builtin_corpus", *_COMMON),
+        _modules("components.ingest", "components.sources", "components.builtin_corpus", *_COMMON),
     ),
     Stage(
         "tokenize",
         ("ingest",),
         _tokenize,
         lambda c: to_dict(c.tokenizer),
-        _modules("components.tokenize", "models.tokenizer", *_COMMON),
+        _modules("components.tokenize", "models.tokenizer", "models.wordpiece_learner", *_COMMON),
     ),
     Stage(
         "train",
@@ -95,6 +95,7 @@ STAGES = [
         lambda c: {**to_dict(c.train), "seed": c.seed},
         _modules(
             "components.train",
+            "components.train_callbacks",
             "components.input_pipeline",
             "components.distribute",
             "models.presets",

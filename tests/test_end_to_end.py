@@ -133,8 +133,9 @@ def _tags(directory: Path) -> dict[str, list[float]]:
     for path in directory.glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                tensor = tf.make_ndarray(value.tensor)
-                number = float(tensor) if tensor.dtype.kind == "f" else 0.0
+                tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                scalar = tensor is not None and tensor.dtype.kind == "f" and tensor.size == 1
+                number = float(tensor) if scalar else 0.0
                 values.setdefault(value.tag, []).append(number)
     return values
 
@@ -148,6 +149,15 @@ def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     assert "epoch_masked_accuracy" in validation
     assert train["epoch_learning_rate"][0] > 0
     assert len(samples["sample_translations"]) == 6
+    for name, values in (
+        ("perplexity", validation["epoch_perplexity"]),
+        ("tokens/s", train["target_tokens_per_second"]),
+        ("bleu", validation["validation_bleu"]),
+    ):
+        assert len(values) == 6 and all(map(math.isfinite, values)), name
+    assert min(validation["epoch_perplexity"]) > 1.0
+    assert min(train["target_tokens_per_second"]) > 0.0
+    assert "_hparams_/session_start_info" in _tags(logdir)
 
 
 def test_second_run_is_cached_and_reproducible(first_run, tmp_path):

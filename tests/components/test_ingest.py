@@ -1,9 +1,11 @@
 """Ingest: exact splits, counts and rejection reasons on small known inputs."""
 
+import gzip
 import json
 import unicodedata
 
 import apache_beam as beam
+import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -18,7 +20,7 @@ from components.ingest import (
     validate_pair,
 )
 from components.records import parse_text_example, shard_paths
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig, SplitConfig, load_config
 from tests.conftest import BEAM_ARGS
 
 GOOD = [(f"sentence number {i} here .", f"satz nummer {i} hier .") for i in range(40)]
@@ -34,12 +36,21 @@ def _read_split(directory, split):
     return [parse_text_example(r.numpy()) for r in tf.data.TFRecordDataset(files)] if files else []
 
 
+def _read_rejected(directory) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in next(directory.glob("rejected*.jsonl")).read_text().splitlines()
+    ]
+
+
 def test_validate_pair_reasons():
     assert validate_pair(RawPair(b"\xff\xfe", b"ok", "f:1"), "NFC", 5) == "undecodable"
     assert validate_pair(RawPair("  ", "ok", "f:1"), "NFC", 5) == "empty_source"
     assert validate_pair(RawPair("ok", "\t", "f:1"), "NFC", 5) == "empty_target"
     assert validate_pair(RawPair("a b c d e f", "ok", "f:1"), "NFC", 5) == "too_long"
     assert validate_pair(RawPair(" a  b ", "c\td ", "f:1"), "NFC", 5) == ("a b", "c d")
+    # A problem found while reading comes first.
+    assert validate_pair(RawPair("a", "b", "f:1", problem="malformed"), "NFC", 5) == "malformed"
 
 
 def test_normalize_composes_accents():
@@ -158,3 +169,78 @@ def test_given_test_files_are_the_test_split(tmp_path):
     assert sorted(_read_split(out, "validation")) == sorted(expected_validation)
     assert result.counts["train"] == 30 - len(expected_validation)
     assert result.rejected == {}
+
+
+def test_ingest_tsv_anki_file_exact_counts(tmp_path):
+    attribution = "CC-BY 2.0 (France) Attribution: tatoeba.org #{} (CM)"
+    lines = [f"{s}\t{t}\t{attribution.format(i)}".encode() for i, (s, t) in enumerate(GOOD)]
+    # 2 malformed (no second column, blank line), 1 duplicate pair, 1 undecodable.
+    lines += [b"only english", b"", f"{GOOD[3][0]}\t{GOOD[3][1]}\tother".encode(), b"a \xff\tb\tc"]
+    path = _write_lines(tmp_path / "fra.txt", lines)
+    # Two keys (plus split fractions) are all a TSV corpus needs.
+    overrides = ["data.format=tsv", f"data.path={path}", "data.split.validation=0.2"]
+    cfg = load_config(None, [*overrides, "data.split.test=0.2"]).data
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+
+    expected = {"train": [], "validation": [], "test": []}
+    for source, target in GOOD:
+        expected[split_of(source, 0.2, 0.2)].append((source, target))
+    for split, pairs in expected.items():
+        assert sorted(_read_split(out, split)) == sorted(pairs)
+        assert result.counts[split] == len(pairs)
+    assert result.rejected == {"malformed": 2, "duplicate": 1, "undecodable": 1}
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["read"] == 44 and stats["kept"] == 40
+    rejected = sorted((r["origin"], r["reason"], r.get("detail")) for r in _read_rejected(out))
+    assert rejected == [
+        ("fra.txt:41", "malformed", "no column 1: the row has 1"),
+        ("fra.txt:42", "malformed", "no column 1: the row has 1"),
+        ("fra.txt:43", "duplicate", None),
+        ("fra.txt:44", "undecodable", None),
+    ]
+
+
+def test_ingest_jsonl_with_given_test_file(tmp_path):
+    main = [(f"main {i} .", f"haupt {i} .") for i in range(30)]
+    given = [(f"given {i} .", f"gegeben {i} .") for i in range(5)] + [("main 0 .", "haupt 0 .")]
+    main_lines = [json.dumps({"en": s, "de": t}) for s, t in main]
+    main_lines += ['{"en": "no target"}', "not json"]
+    test_lines = [json.dumps({"en": s, "de": t, "id": i}) for i, (s, t) in enumerate(given)]
+    test_lines += ['{"en": "number", "de": 7}']
+    (tmp_path / "train.jsonl").write_text("\n".join(main_lines) + "\n")
+    (tmp_path / "test.jsonl.gz").write_bytes(gzip.compress(("\n".join(test_lines) + "\n").encode()))
+    cfg = DataConfig(
+        format="jsonl",
+        path=str(tmp_path / "train.jsonl"),
+        test_path=str(tmp_path / "test.jsonl.gz"),
+        source_field="en",
+        target_field="de",
+        split=SplitConfig(validation=0.2, test=0.5),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    # The test file is the whole test split; data.split.test does not apply to the main file.
+    assert sorted(_read_split(out, "test")) == sorted(given)
+    expected_validation = [p for p in main if split_of(p[0], 0.2, 0.0) == "validation"]
+    assert sorted(_read_split(out, "validation")) == sorted(expected_validation)
+    assert sorted(_read_split(out, "train")) == sorted(set(main) - set(expected_validation))
+    assert result.counts == {
+        "train": 30 - len(expected_validation),
+        "validation": len(expected_validation),
+        "test": 6,
+    }
+    assert result.rejected == {"malformed": 3}
+    assert sorted(r["origin"] for r in _read_rejected(out)) == [
+        "test.jsonl.gz:7",
+        "train.jsonl:31",
+        "train.jsonl:32",
+    ]
+
+
+def test_ingest_stops_before_beam_when_a_glob_matches_nothing(tmp_path):
+    cfg = DataConfig(format="csv", path=str(tmp_path / "shard-*.csv"))
+    with pytest.raises(FileNotFoundError, match="data.path: no file matches"):
+        ingest(cfg, out=tmp_path, seed=0, beam_args=BEAM_ARGS)

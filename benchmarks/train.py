@@ -1,0 +1,174 @@
+"""Training throughput benchmark: the full input/step configuration against a naive one.
+
+    make bench-train
+    python benchmarks/train.py --steps 60 --preset tutorial
+
+Both run the `tutorial` preset (4 layers, d_model 128, dff 512, 8 heads) on Multi30k token ids
+produced by this pipeline's ingest and tokenize stages (cached under benchmarks/work/), in one
+process, one after the other:
+- naive: 64 sentences per batch in file order after a shuffle, padded to the batch maximum,
+  no XLA, one step per tf.function call;
+- full: length buckets with token-budget batches (`train.batch_tokens`), `steps_per_execution`.
+Reported: non-padding target tokens per second, the pad fraction of target positions, and
+the model's achieved FLOP/s as a share of a float32 matmul timed on this machine.
+Writes benchmarks/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def tokenized_multi30k(workdir: Path) -> Path:
+    """Runs ingest and tokenize on Multi30k (cached when unchanged); returns the artifact."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run_pipeline.py"),
+            "--config",
+            "configs/multi30k_en_de.yaml",
+            "--workdir",
+            str(workdir),
+            "--stages",
+            "ingest,tokenize",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    return Path(
+        json.loads((workdir / "summary.json").read_text())["stages"]["tokenize"]["artifact_dir"]
+    )
+
+
+def matmul_flops_per_s(size: int = 1024, repeats: int = 20) -> float:
+    """float32 matmul FLOP/s on this machine: the ceiling the model is compared with."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    tf.linalg.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def naive_batches(pairs, batch_size: int, seed: int):
+    def to_inputs(source, target):
+        return {"source": source, "target_in": target[:, :-1]}, target[:, 1:]
+
+    return pairs.shuffle(20000, seed=seed).padded_batch(batch_size).map(to_inputs)
+
+
+def run_case(name, model, dataset, steps: int, warmup: int) -> dict:
+    """Trains `warmup` steps untimed, then `steps` timed; counts tokens and padding."""
+    import numpy as np
+
+    batches = list(dataset.take(warmup + steps).as_numpy_iterator())
+    model.fit(_as_dataset(batches[:warmup]), epochs=1, verbose=0)
+    timed = batches[warmup:]
+    real = sum(int(np.count_nonzero(y)) for _, y in timed)
+    positions = sum(int(y.size) for _, y in timed)
+    start = time.perf_counter()
+    model.fit(_as_dataset(timed), epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    result = {
+        "tokens_per_s": round(real / seconds, 1),
+        "pad_fraction": round(1 - real / positions, 4),
+        "steps": len(timed),
+        "seconds": round(seconds, 2),
+    }
+    print(f"{name:6s} {json.dumps(result)}", flush=True)
+    return result
+
+
+def _as_dataset(batches):
+    import tensorflow as tf
+
+    def generator():
+        yield from batches
+
+    x, y = batches[0]
+    spec = (
+        {k: tf.TensorSpec([None, None], v.dtype) for k, v in x.items()},
+        tf.TensorSpec([None, None], y.dtype),
+    )
+    return tf.data.Dataset.from_generator(generator, output_signature=spec)
+
+
+def flops_per_token(model) -> float:
+    """Training FLOPs per target token: 6 x the weights every token passes through (Kaplan et
+    al. 2020's estimate), counting both the encoder's and the decoder's weights once."""
+    embeddings = sum(
+        int(w.shape[0] * w.shape[1]) for w in model.weights if "token_embedding" in w.path
+    )
+    return 6.0 * (model.count_params() - embeddings)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tutorial")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--steps-per-execution", type=int, default=4)
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
+    args = parser.parse_args()
+    tokenized = tokenized_multi30k(Path(args.workdir))
+
+    import keras
+
+    from components.input_pipeline import load_token_pairs, make_batches
+    from components.train import build_model
+    from models.tokenizer import TranslationTokenizer
+    from pipeline.config import TrainConfig
+
+    tokenizer = TranslationTokenizer.from_directory(tokenized / "vocab")
+    sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+    results: dict = {"preset": args.preset, "tokenized": str(tokenized)}
+    naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
+    keras.utils.set_random_seed(0)
+    model = build_model(naive_cfg, *sizes)
+    pairs = load_token_pairs(tokenized, "train", naive_cfg.max_length)
+    results["naive"] = run_case(
+        "naive", model, naive_batches(pairs, 64, 0), args.steps, args.warmup
+    )
+
+    full_cfg = TrainConfig(
+        preset=args.preset,
+        batch_tokens=args.batch_tokens,
+        steps_per_execution=args.steps_per_execution,
+    )
+    keras.utils.set_random_seed(0)
+    model = build_model(full_cfg, *sizes)
+    full_data = make_batches(pairs, full_cfg, shuffle_seed=0)
+    results["full"] = run_case("full", model, full_data, args.steps, args.warmup)
+
+    results["speedup"] = round(
+        results["full"]["tokens_per_s"] / results["naive"]["tokens_per_s"], 2
+    )
+    results["matmul_flops_per_s"] = round(matmul_flops_per_s())
+    results["model_flops_per_s"] = round(flops_per_token(model) * results["full"]["tokens_per_s"])
+    results["model_flops_share"] = round(
+        results["model_flops_per_s"] / results["matmul_flops_per_s"], 4
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("naive", "full")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
