@@ -71,7 +71,10 @@ def run_pipeline(
     fingerprints: dict[str, str] = {}
     dirs: dict[str, Path] = {}
     report: dict[str, dict] = {}
+    needed = _needed(stages, only)
     for stage in stages:
+        if stage.name not in needed:
+            continue  # downstream of everything asked for: not run, not reported
         inputs = {name: fingerprints[name] for name in stage.inputs}
         code = code_version(stage.modules())
         fp = fingerprint(stage.name, stage.config(cfg), inputs, code)
@@ -116,6 +119,21 @@ def run_pipeline(
         sort_keys=False,
     )
     return summary
+
+
+def _needed(stages: list[Stage], only: list[str] | None) -> set[str]:
+    """The stages asked for and everything upstream of them (all stages when `only` is None)."""
+    if only is None:
+        return {stage.name for stage in stages}
+    by_name = {stage.name: stage for stage in stages}
+    needed: set[str] = set()
+    pending = list(only)
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(by_name[name].inputs)
+    return needed
 
 
 def _summary(cfg, workdir, store, fingerprints, dirs, report, started) -> dict:

@@ -67,6 +67,18 @@ def test_stages_flag_requires_cached_upstream(tmp_path):
         run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["second"])
 
 
+def test_stages_flag_runs_only_the_named_stages(tmp_path):
+    calls: list[str] = []
+    summary = run_pipeline(PipelineConfig(), tmp_path, _stages(calls), only=["first"])
+    assert calls == ["first"] and list(summary["stages"]) == ["first"]
+    summary = run_pipeline(PipelineConfig(), tmp_path, _stages(calls), only=["second"])
+    assert calls == ["first", "second"]
+    assert {k: v["status"] for k, v in summary["stages"].items()} == {
+        "first": "cached",
+        "second": "ran",
+    }
+
+
 def test_failed_stage_leaves_no_artifact(tmp_path):
     def broken(cfg, inputs, out, beam_args):
         (out / "half.txt").write_text("partial")
