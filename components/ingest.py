@@ -44,21 +44,49 @@ def _decode(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def validate_pair(pair: RawPair, form: str, max_words: int) -> tuple[str, str] | str:
-    """The normalized (source, target), or the reason the row is rejected."""
+# Control characters other than whitespace (which normalization turns into spaces) mean a
+# broken or binary row, never a sentence.
+_WHITESPACE = frozenset("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85")
+
+
+def has_control_characters(text: str) -> bool:
+    """True when `text` holds a Unicode control character (category Cc) that is not whitespace."""
+    return any(unicodedata.category(ch) == "Cc" and ch not in _WHITESPACE for ch in text)
+
+
+def validate_pair(
+    pair: RawPair,
+    form: str,
+    max_words: int,
+    max_length_ratio: float = 9.0,
+    reject_identical: bool = True,
+) -> tuple[str, str] | str:
+    """The normalized (source, target), or the reason the row is rejected.
+
+    Reasons, checked in this order: the reader's own (e.g. "malformed"), "undecodable",
+    "control_characters", "empty_source", "empty_target", "too_long", "length_ratio",
+    "identical".
+    """
     if pair.problem:  # found while reading, e.g. "malformed"
         return pair.problem
     try:
         source, target = _decode(pair.source), _decode(pair.target)
     except UnicodeDecodeError:
         return "undecodable"
+    if has_control_characters(source) or has_control_characters(target):
+        return "control_characters"
     source, target = normalize_text(source, form), normalize_text(target, form)
     if not source:
         return "empty_source"
     if not target:
         return "empty_target"
-    if max(len(source.split()), len(target.split())) > max_words:
+    source_words, target_words = len(source.split()), len(target.split())
+    if max(source_words, target_words) > max_words:
         return "too_long"
+    if max(source_words, target_words) > max_length_ratio * min(source_words, target_words):
+        return "length_ratio"
+    if reject_identical and source == target:
+        return "identical"
     return source, target
 
 
@@ -88,12 +116,11 @@ def _rejection(pair: RawPair, reason: str) -> dict:
 class ValidatePairs(beam.DoFn):
     """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag."""
 
-    def __init__(self, form: str, max_words: int):
-        self.form = form
-        self.max_words = max_words
+    def __init__(self, cfg: DataConfig):
+        self.rules = (cfg.unicode_form, cfg.max_words, cfg.max_length_ratio, cfg.reject_identical)
 
     def process(self, pair: RawPair):
-        result = validate_pair(pair, self.form, self.max_words)
+        result = validate_pair(pair, *self.rules)
         if isinstance(result, str):
             yield beam.pvalue.TaggedOutput(REJECTED, _rejection(pair, result))
         else:
@@ -170,10 +197,7 @@ def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
     validated = (
         pipeline
         | "Read" >> ReadPairs(cfg, seed)
-        | "Validate"
-        >> beam.ParDo(ValidatePairs(cfg.unicode_form, cfg.max_words)).with_outputs(
-            REJECTED, main="kept"
-        )
+        | "Validate" >> beam.ParDo(ValidatePairs(cfg)).with_outputs(REJECTED, main="kept")
     )
     deduplicated = (
         validated.kept
@@ -243,4 +267,21 @@ def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> In
         build_ingest(pipeline, cfg, out, seed)
     stats = _collect_statistics(out)
     write_json(out / "statistics.json", stats)
+    _check_rejected_fraction(stats, cfg.max_rejected_fraction)
     return IngestResult(counts=stats["count"], rejected=stats["rejected"])
+
+
+class TooManyRejectedError(ValueError):
+    """More rows were rejected than `data.max_rejected_fraction` allows."""
+
+
+def _check_rejected_fraction(stats: dict, limit: float) -> None:
+    """Fails the stage when the input looks broken rather than merely dirty."""
+    fraction = stats["rejected_total"] / max(stats["read"], 1)
+    if fraction > limit:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["rejected"].items()))
+        raise TooManyRejectedError(
+            f"{stats['rejected_total']} of {stats['read']} rows rejected ({fraction:.1%}), more "
+            f"than data.max_rejected_fraction={limit:.1%} ({reasons}). See rejected-*.jsonl; "
+            "fix the input or its format keys, or raise the limit."
+        )

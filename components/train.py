@@ -14,7 +14,13 @@ import tensorflow as tf
 
 from components.distribute import choose_precision, choose_strategy, set_precision
 from components.input_pipeline import load_token_pairs, make_batches
-from components.train_callbacks import EpochSummaries, HParams, StepProgress, read_text_pairs
+from components.train_callbacks import (
+    AttentionImages,
+    EpochSummaries,
+    HParams,
+    StepProgress,
+    read_text_pairs,
+)
 from models.losses import MaskedAccuracy, MaskedCrossEntropy, MaskedPerplexity, TargetTokens
 from models.presets import preset_architecture
 from models.schedules import InverseSqrtSchedule
@@ -78,12 +84,14 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
 
 def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, seed: int) -> list:
     logdir = out / "logs"
-    pairs = read_text_pairs(examples, "validation", max(cfg.num_bleu_sentences, 1))
+    wanted = (cfg.num_bleu_sentences, cfg.num_sample_translations, cfg.num_attention_images, 1)
+    pairs = read_text_pairs(examples, "validation", max(wanted))
     translator = Translator(tokenizer, model)
     hparams = {**dataclasses.asdict(cfg), **architecture(cfg), "seed": seed}
     return [
         keras.callbacks.TensorBoard(str(logdir), write_graph=False, profile_batch=0),
-        EpochSummaries(translator, pairs, cfg.num_sample_translations, logdir),
+        EpochSummaries(translator, pairs, cfg, logdir),
+        AttentionImages(tokenizer, pairs[: cfg.num_attention_images], logdir),
         HParams(hparams, logdir),
         StepProgress(),
         # Epoch-level resume: a killed run restarted into the same staging dir continues here.

@@ -6,12 +6,14 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import sacrebleu
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from components.records import parse_text_example, shard_paths
 from models.translator import Translator
+from pipeline.config import TrainConfig
 
 
 def read_text_pairs(examples: Path, split: str, limit: int) -> list[tuple[str, str]]:
@@ -32,11 +34,12 @@ class EpochSummaries(keras.callbacks.Callback):
     (`target_tokens_per_second`); the text table to `logs/samples`.
     """
 
-    def __init__(self, translator: Translator, pairs, num_samples: int, logdir: Path):
+    def __init__(self, translator: Translator, pairs, cfg: TrainConfig, logdir: Path):
         super().__init__()
         self.translator = translator
         self.pairs = pairs
-        self.num_samples = num_samples
+        self.num_samples = cfg.num_sample_translations
+        self.num_bleu = cfg.num_bleu_sentences
         self.writers = {
             name: tf.summary.create_file_writer(str(logdir / name))
             for name in ("samples", "validation", "train")
@@ -44,16 +47,23 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        self.train_seconds = None
+
+    def on_test_begin(self, logs=None):
+        # Validation runs inside the epoch; tokens per second count training time only.
+        if self.train_seconds is None:
+            self.train_seconds = time.perf_counter() - self.started
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started  # before decoding, which is not training
+        seconds = self.train_seconds or time.perf_counter() - self.started
         step = epoch + 1
         sources = tf.constant([s for s, _ in self.pairs])
         outputs = [
             t.decode("utf-8") for t in self.translator.translate(sources)["translation"].numpy()
         ]
         references = [t for _, t in self.pairs]
-        bleu = sacrebleu.corpus_bleu(outputs, [references]).score
+        n = self.num_bleu
+        bleu = sacrebleu.corpus_bleu(outputs[:n], [references[:n]]).score if n else 0.0
         rows = ["| source | reference | model |", "|---|---|---|"]
         for (source, reference), output in list(zip(self.pairs, outputs))[: self.num_samples]:
             rows.append(f"| {source} | {reference} | {output} |")
@@ -68,6 +78,58 @@ class EpochSummaries(keras.callbacks.Callback):
             writer.flush()
         if logs is not None:
             logs["validation_bleu"] = bleu
+
+
+def heatmap(weights: np.ndarray, cell: int = 8) -> np.ndarray:
+    """A (T, S) attention matrix as a (T*cell, S*cell, 3) uint8 image: dark blue to yellow."""
+    scaled = weights / max(float(weights.max()), 1e-9)
+    low, high = np.array([20, 30, 90]), np.array([250, 230, 40])
+    rgb = low + scaled[..., None] * (high - low)
+    return np.kron(rgb, np.ones((cell, cell, 1))).astype(np.uint8)
+
+
+class AttentionImages(keras.callbacks.Callback):
+    """Each epoch: cross-attention heatmaps (target tokens x source tokens) per layer.
+
+    Teacher-forced on the reference, averaged over heads, for a few fixed validation pairs;
+    rows are target tokens, columns source tokens (listed once in the text summary).
+    """
+
+    def __init__(self, tokenizer, pairs, logdir: Path):
+        super().__init__()
+        self.pairs = pairs
+        self.source = [tokenizer.source.tokenize(tf.constant([s])) for s, _ in pairs]
+        self.target = [tokenizer.target.tokenize(tf.constant([t])) for _, t in pairs]
+        self.labels = [
+            (
+                tokenizer.source.vocab.numpy()[s.flat_values.numpy()],
+                tokenizer.target.vocab.numpy()[t.flat_values.numpy()],
+            )
+            for s, t in zip(self.source, self.target)
+        ]
+        self.writer = tf.summary.create_file_writer(str(logdir / "attention"))
+
+    def on_train_begin(self, logs=None):
+        with self.writer.as_default():
+            for i, (source, target) in enumerate(self.labels):
+                text = (
+                    f"rows (target): {' '.join(t.decode() for t in target[:-1])}\n\n"
+                    f"columns (source): {' '.join(s.decode() for s in source)}"
+                )
+                tf.summary.text(f"sentence_{i}/tokens", text, step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default():
+            for i, (source, target) in enumerate(zip(self.source, self.target)):
+                source, target = source.to_tensor(), target.to_tensor()
+                memory = self.model.encode(source, training=False)
+                _, layers = self.model.decode(
+                    target[:, :-1], memory, source, training=False, return_attention=True
+                )
+                for layer, weights in enumerate(layers):
+                    image = heatmap(np.asarray(weights)[0].mean(axis=0))
+                    tf.summary.image(f"sentence_{i}/layer_{layer}", image[None], step=epoch + 1)
+        self.writer.flush()
 
 
 class HParams(keras.callbacks.Callback):

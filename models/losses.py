@@ -98,4 +98,6 @@ class TargetTokens(keras.metrics.Metric):
         self.count.assign_add(ops.sum(ops.cast(ops.not_equal(y_true, PAD_ID), "float32")))
 
     def result(self):
-        return self.count
+        # A copy: Keras keeps the result in the epoch logs, and the variable itself would
+        # change under them when validation reuses this metric.
+        return ops.convert_to_tensor(self.count) + 0.0

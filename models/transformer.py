@@ -132,17 +132,32 @@ class Transformer(keras.Model):
             x = block(x, attention_mask=mask, training=training)
         return self.encoder_norm(x) if self.norm_first else x
 
-    def decode(self, target_in, memory, source, training=None):
-        """(batch, T) ids and encoder memory -> (batch, T, vocab) logits."""
+    def decode(self, target_in, memory, source, training=None, return_attention=False):
+        """(batch, T) ids and encoder memory -> (batch, T, vocab) logits.
+
+        With `return_attention`, also each layer's cross-attention weights (batch, heads, T, S).
+        """
         length = ops.shape(target_in)[1]
         self_mask = ops.logical_and(causal_mask(length), padding_mask(target_in))
         cross_mask = padding_mask(source)
         x = self.embedding_dropout(self.target_embedding(target_in), training=training)
+        attention = []
         for block in self.decoder_blocks:
-            x = block(x, memory, self_mask=self_mask, cross_mask=cross_mask, training=training)
+            x = block(
+                x,
+                memory,
+                self_mask=self_mask,
+                cross_mask=cross_mask,
+                training=training,
+                return_attention=return_attention,
+            )
+            if return_attention:
+                x, weights = x
+                attention.append(weights)
         if self.norm_first:
             x = self.decoder_norm(x)
-        return self.output_projection(x)
+        logits = self.output_projection(x)
+        return (logits, attention) if return_attention else logits
 
     def start_decoding(self, source, max_length):
         """Encoder outputs projected for cross-attention, and empty self-attention caches."""

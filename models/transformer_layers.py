@@ -121,18 +121,34 @@ class TransformerDecoderBlock(_Block):
         for norm in self.norms:
             norm.build(x_shape)
 
-    def call(self, x, memory, self_mask=None, cross_mask=None, training=None):
+    def call(
+        self, x, memory, self_mask=None, cross_mask=None, training=None, return_attention=False
+    ):
+        """With `return_attention`, also the cross-attention weights (batch, heads, T, S)."""
+        weights = []
+
         def attend_self(h, training=None):
             h = self.self_attention(h, h, attention_mask=self_mask, training=training)
             return self.dropout1(h, training=training)
 
         def attend_source(h, training=None):
-            h = self.cross_attention(h, memory, attention_mask=cross_mask, training=training)
+            if return_attention:
+                h, scores = self.cross_attention(
+                    h,
+                    memory,
+                    attention_mask=cross_mask,
+                    training=training,
+                    return_attention_scores=True,
+                )
+                weights.append(scores)
+            else:
+                h = self.cross_attention(h, memory, attention_mask=cross_mask, training=training)
             return self.dropout2(h, training=training)
 
         x = self._residual(x, self.norms[0], attend_self, training)
         x = self._residual(x, self.norms[1], attend_source, training)
-        return self._residual(x, self.norms[2], self.feed_forward, training)
+        x = self._residual(x, self.norms[2], self.feed_forward, training)
+        return (x, weights[0]) if return_attention else x
 
     def cross_key_value(self, memory):
         """Cross-attention keys and values of the encoder output, computed once per sentence."""

@@ -73,6 +73,12 @@ class DataConfig:
     unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
     # Rows with more words than this on either side go to the rejected-rows file.
     max_words: int = 100
+    # Word-count ratio between the sides beyond which a pair is misaligned (Moses' default 9).
+    max_length_ratio: float = 9.0
+    # A "translation" equal to its source is usually untranslated text.
+    reject_identical: bool = True
+    # More rejected rows than this share fails the stage: the input, not its rows, is wrong.
+    max_rejected_fraction: float = 0.5
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     num_shards: int = 2
 
@@ -126,6 +132,8 @@ class TrainConfig:
     num_sample_translations: int = 4
     # Fixed validation sentences whose BLEU is logged each epoch (0: none).
     num_bleu_sentences: int = 200
+    # Fixed validation sentences whose cross-attention heatmaps are drawn each epoch.
+    num_attention_images: int = 2
     # Makes weights and metrics reproducible for the same config and seed.
     deterministic: bool = True
 

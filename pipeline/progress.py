@@ -15,6 +15,7 @@ class Progress:
         self.done = 0
         self.started = time.perf_counter()
         self.last_print = 0.0
+        self.printed = -1  # `done` at the last line printed
         self.interactive = sys.stderr.isatty()
         # Logs get a line every few seconds, a terminal several per second.
         self.min_interval = 0.2 if self.interactive else min_interval
@@ -27,6 +28,7 @@ class Progress:
             self._print(now)
 
     def _print(self, now: float, end: str | None = None) -> None:
+        self.printed = self.done
         elapsed = max(now - self.started, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
@@ -36,4 +38,5 @@ class Progress:
         print(line, end=end, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        self._print(time.perf_counter(), end="\n")
+        if self.interactive or self.printed != self.done:
+            self._print(time.perf_counter(), end="\n")

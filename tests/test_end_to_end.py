@@ -158,6 +158,8 @@ def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     assert min(validation["epoch_perplexity"]) > 1.0
     assert min(train["target_tokens_per_second"]) > 0.0
     assert "_hparams_/session_start_info" in _tags(logdir)
+    attention = _tags(logdir / "attention")
+    assert len(attention["sentence_0/layer_0"]) == 6 and "sentence_1/tokens" in attention
 
 
 def test_second_run_is_cached_and_reproducible(first_run, tmp_path):

@@ -3,6 +3,7 @@
 import gzip
 import json
 import unicodedata
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
@@ -13,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from components.ingest import (
     REJECTED,
     RawPair,
+    TooManyRejectedError,
     ValidatePairs,
     ingest,
     normalize_text,
@@ -78,7 +80,9 @@ def test_validate_dofn_routes_rejects():
         out = (
             p
             | beam.Create(rows)
-            | beam.ParDo(ValidatePairs("NFC", 10)).with_outputs(REJECTED, main="kept")
+            | beam.ParDo(ValidatePairs(DataConfig(max_words=10))).with_outputs(
+                REJECTED, main="kept"
+            )
         )
         assert_that(out.kept, equal_to([(("", "a b", "c d"), "f:1")]), label="kept")
         reasons = out[REJECTED] | beam.Map(lambda r: (r["reason"], r["origin"]))
@@ -244,3 +248,70 @@ def test_ingest_stops_before_beam_when_a_glob_matches_nothing(tmp_path):
     cfg = DataConfig(format="csv", path=str(tmp_path / "shard-*.csv"))
     with pytest.raises(FileNotFoundError, match="data.path: no file matches"):
         ingest(cfg, out=tmp_path, seed=0, beam_args=BEAM_ARGS)
+
+
+def test_new_rejection_reasons():
+    assert validate_pair(RawPair("a\x07b", "ok", "f:1"), "NFC", 5) == "control_characters"
+    assert validate_pair(RawPair("a b c d e f g h i j", "x", "f:1"), "NFC", 20) == "length_ratio"
+    assert validate_pair(RawPair("a b c", "x", "f:1"), "NFC", 20, max_length_ratio=3.0) == (
+        "a b c",
+        "x",
+    )
+    assert validate_pair(RawPair("Hallo.", "Hallo.", "f:1"), "NFC", 5) == "identical"
+    assert validate_pair(RawPair("Hallo.", "Hallo.", "f:1"), "NFC", 5, reject_identical=False) == (
+        "Hallo.",
+        "Hallo.",
+    )
+
+
+def test_too_many_rejected_rows_fail_the_stage(tmp_path):
+    rows = [(b"good one", b"gut eins"), (b"", b"x"), (b"", b"y"), (b"", b"z")]
+    cfg = DataConfig(
+        format="text",
+        source_path=_write_lines(tmp_path / "s.txt", [s for s, _ in rows]),
+        target_path=_write_lines(tmp_path / "t.txt", [t for _, t in rows]),
+        max_rejected_fraction=0.5,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(TooManyRejectedError, match="3 of 4 rows rejected"):
+        ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+
+
+MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+
+
+@pytest.mark.skipif(not (MULTI30K / "train.en").is_file(), reason="needs ../shared/data/multi30k")
+def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
+    english = (MULTI30K / "train.en").read_text(encoding="utf-8").splitlines()[:3000]
+    german = (MULTI30K / "train.de").read_text(encoding="utf-8").splitlines()[:3000]
+    clean = [(e.encode(), g.encode()) for e, g in zip(english, german)]
+    n = len(clean) // 100  # 1% of the corpus per kind
+    bad = {
+        "empty_source": [(b"", g) for _, g in clean[:n]],
+        "empty_target": [(e, b"  ") for e, _ in clean[:n]],
+        "undecodable": [(e[:5] + b"\xff\xfe" + e[5:], g) for e, g in clean[:n]],
+        "control_characters": [(e, g + b"\x00") for e, g in clean[:n]],
+        "too_long": [((e + b" ") * 10, g) for e, g in clean[:n]],
+        "length_ratio": [(e, g.split()[0]) for e, g in clean[:n] if len(e.split()) > 9],
+        "identical": [(e, e) for e, _ in clean[:n]],
+        "duplicate": clean[n : 2 * n],
+    }
+    rows = list(clean)
+    for injected in bad.values():
+        rows += injected
+    cfg = DataConfig(
+        format="text",
+        source_path=_write_lines(tmp_path / "m.en", [s for s, _ in rows]),
+        target_path=_write_lines(tmp_path / "m.de", [t for _, t in rows]),
+        max_words=40,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    expected = {reason: len(injected) for reason, injected in bad.items()}
+    assert all(count > 0 for count in expected.values())
+    assert result.rejected == expected
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["read"] == len(rows)
+    assert stats["kept"] == len(clean) and stats["kept"] + stats["rejected_total"] == stats["read"]

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from keras import ops
 
-from models.losses import MaskedAccuracy, MaskedCrossEntropy, masked_accuracy
+from models.losses import (
+    MaskedAccuracy,
+    MaskedCrossEntropy,
+    MaskedPerplexity,
+    TargetTokens,
+    masked_accuracy,
+)
 from models.positional_embedding import sinusoidal_table
 from models.schedules import InverseSqrtSchedule
 from models.transformer import Transformer, causal_mask, padding_mask
@@ -116,3 +122,17 @@ def test_masked_loss_and_accuracy_ignore_padding():
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -(log_softmax[0, 0, 5] + log_softmax[0, 1, 6]) / 2
     assert float(MaskedCrossEntropy()(y_true, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_token_count_and_perplexity_metrics():
+    y_true = np.array([[5, 6, 0]])
+    logits = np.zeros((1, 3, 8), dtype="float32")  # uniform over 8 tokens
+    perplexity = MaskedPerplexity()
+    perplexity.update_state(y_true, logits)
+    assert float(perplexity.result()) == pytest.approx(8.0, rel=1e-5)
+    tokens = TargetTokens()
+    tokens.update_state(y_true, logits)
+    first = tokens.result()
+    tokens.update_state(np.array([[1, 1, 1]]), logits)
+    # A result already handed out (as Keras keeps it in the logs) does not move afterwards.
+    assert float(first) == 2.0 and float(tokens.result()) == 5.0
