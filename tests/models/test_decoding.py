@@ -119,3 +119,14 @@ def test_a_sentence_translates_the_same_alone_or_in_a_batch(decoder):
         np.testing.assert_allclose(
             alone_score.numpy(), batch_scores.numpy()[row : row + 1], atol=1e-4
         )
+
+
+def test_cached_decoders_compile_with_xla_and_agree():
+    model = _model()
+    source = tf.constant(SOURCE)
+    greedy = tf.function(lambda s: cached_greedy_decode(model, s, 10), jit_compile=True)
+    beam = tf.function(lambda s: beam_search(model, s, 10, 3), jit_compile=True)
+    eager_greedy, _ = cached_greedy_decode(model, source, tf.constant(10))
+    eager_beam, _ = beam_search(model, source, tf.constant(10), 3)
+    assert greedy(source)[0].numpy().tolist() == eager_greedy.numpy().tolist()
+    assert beam(source)[0].numpy().tolist() == eager_beam.numpy().tolist()
