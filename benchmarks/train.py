@@ -123,6 +123,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--steps-per-execution", type=int, default=4)
+    parser.add_argument("--jit", action="store_true", help="full config with XLA, fixed shapes")
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = parser.parse_args()
@@ -137,7 +138,7 @@ def main() -> int:
 
     tokenizer = TranslationTokenizer.from_directory(tokenized / "vocab")
     sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)
-    results: dict = {"preset": args.preset, "tokenized": str(tokenized)}
+    results: dict = {"preset": args.preset, "tokenized": str(tokenized), "jit": args.jit}
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
     keras.utils.set_random_seed(0)
     model = build_model(naive_cfg, *sizes)
@@ -150,6 +151,8 @@ def main() -> int:
         preset=args.preset,
         batch_tokens=args.batch_tokens,
         steps_per_execution=args.steps_per_execution,
+        jit_compile="true" if args.jit else "auto",
+        pad_to_buckets=args.jit,
     )
     keras.utils.set_random_seed(0)
     model = build_model(full_cfg, *sizes)

@@ -1,9 +1,11 @@
 """Which ops a SavedModel needs, and whether a stock TF Serving binary has them.
 
-TF Serving links core TensorFlow and its own copy of the TF-Text op library. The TF-Text ops
-allowed here are the tokenizer and normalizer kernels tensorflow-text has shipped since release
-2.4 (and TF Serving since 2.4 builds in): a SavedModel that needs a newer TF-Text op fails to
-load there with "Op type not registered".
+TF Serving links core TensorFlow and its own copy of the TF-Text op library: TensorFlow Text
+2.12.1 in current TF Serving releases (tensorflow/serving pull request #4057, 2025, proposes
+moving it to 2.18.1). A SavedModel that needs a TF-Text op that copy lacks fails to load there
+with "Op type not registered". The allowlist below is deliberately narrower than 2.12.1: the
+tokenizer and normalizer kernels TF-Text already had in its 2.4 release, which every TF
+Serving build since has carried.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ TF_TEXT_SERVING_OPS = frozenset(
         "SplitMergeTokenizeWithOffsets",
     }
 )
-TF_TEXT_OPS_SOURCE = "tensorflow-text 2.4 op set (stable through 2.21)"
+TF_TEXT_OPS_SOURCE = (
+    "tokenizer/normalizer ops of tensorflow-text 2.4; TF Serving embeds tensorflow-text 2.12.1"
+)
 
 
 def saved_model_ops(path: Path) -> Counter:

@@ -119,6 +119,8 @@ class TrainConfig:
     jit_compile: Literal["auto", "true", "false"] = "auto"
     # Training steps per tf.function call: fewer Python round trips per step.
     steps_per_execution: int = 1
+    # Pad training batches to their length bucket's bound: a few fixed shapes, for XLA.
+    pad_to_buckets: bool = False
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     # Longest token sequence (with start/end tokens) the model sees; longer pairs are skipped.
     max_length: int = 64
