@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import builtin_corpus
 from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
+from components.remote import localize
 from components.sources import (
     RawPair,
     input_files,
@@ -262,6 +263,7 @@ def _collect_statistics(out: Path) -> dict:
 
 def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> IngestResult:
     """Runs the ingest stage; writes split TFRecords, `statistics.json` and rejected rows."""
+    cfg = localize(cfg)  # remote inputs: downloaded once, verified, then read from the cache
     _check_inputs(cfg)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_ingest(pipeline, cfg, out, seed)

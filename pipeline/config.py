@@ -81,6 +81,8 @@ class DataConfig:
     max_rejected_fraction: float = 0.5
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     num_shards: int = 2
+    # Where remote inputs (https://...#sha256=HEX) are kept; "" = ~/.cache/translation-pipeline.
+    download_dir: str = ""
 
 
 @dataclasses.dataclass

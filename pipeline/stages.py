@@ -79,7 +79,13 @@ STAGES = [
         _ingest,
         # The seed only matters to the built-in generator; a file corpus ignores it.
         lambda c: {**to_dict(c.data), "seed": c.seed if c.data.format == "builtin" else None},
-        _modules("components.ingest", "components.sources", "components.builtin_corpus", *_COMMON),
+        _modules(
+            "components.ingest",
+            "components.sources",
+            "components.remote",
+            "components.builtin_corpus",
+            *_COMMON,
+        ),
     ),
     Stage(
         "tokenize",
