@@ -29,7 +29,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 tensorboard: $(VENV)/.installed
-	$(VENV)/bin/tensorboard --logdir $(WORKDIR)/artifacts/train --host 127.0.0.1 --port 6006
+	$(VENV)/bin/tensorboard --logdir $(WORKDIR)/artifacts --host 127.0.0.1 --port 6006
 
 clean:
 	rm -rf $(WORKDIR)

@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import builtin_corpus
+from components.data_report import write_statistics_summaries
 from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
 from components.remote import localize
 from components.sources import (
@@ -23,7 +24,13 @@ from components.sources import (
     read_aligned_files,  # noqa: F401  (re-exported: callers import it from here)
     read_input,
 )
-from components.stats import Histogram, summarize_histogram
+from components.stats import (
+    CharacterCounts,
+    Histogram,
+    summarize_characters,
+    summarize_histogram,
+    summarize_ratio,
+)
 from pipeline.artifacts import write_json
 from pipeline.config import DataConfig
 
@@ -168,19 +175,30 @@ def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
     return validation, 0.0 if "test" in given else cfg.split.test
 
 
-def _length_stats(split_rows) -> beam.PCollection:
-    return (
+def _row_measures(kv):
+    split, (source, target) = kv
+    source_words, target_words = len(source.split()), len(target.split())
+    yield ("words", split, "source"), source_words
+    yield ("words", split, "target"), target_words
+    yield ("ratio", split, ""), round(10 * target_words / source_words)
+
+
+def _row_stats(split_rows) -> beam.PCollection:
+    """Length histograms per split and side, length-ratio histograms, character counts."""
+    lengths = (
         split_rows
-        | "Lengths"
-        >> beam.FlatMap(
-            lambda kv: [
-                ((kv[0], "source"), len(kv[1][0].split())),
-                ((kv[0], "target"), len(kv[1][1].split())),
-            ]
-        )
+        | "Measures" >> beam.FlatMap(_row_measures)
         | "Histogram" >> beam.CombinePerKey(Histogram())
-        | "FormatLengths" >> beam.MapTuple(lambda key, hist: ("words", list(key), hist))
+        | "FormatLengths" >> beam.MapTuple(lambda key, hist: (key[0], list(key[1:]), hist))
     )
+    characters = (
+        split_rows
+        | "Texts"
+        >> beam.FlatMap(lambda kv: [((kv[0], "source"), kv[1][0]), ((kv[0], "target"), kv[1][1])])
+        | "Characters" >> beam.CombinePerKey(CharacterCounts())
+        | "FormatCharacters" >> beam.MapTuple(lambda key, counts: ("chars", list(key), counts))
+    )
+    return (lengths, characters) | "RowStats" >> beam.Flatten()
 
 
 def _check_inputs(cfg: DataConfig) -> None:
@@ -233,7 +251,7 @@ def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
         | "CountReasons" >> beam.combiners.Count.PerElement()
         | "LabelReasons" >> beam.MapTuple(lambda reason, n: ("rejected", [reason], n))
     )
-    stats = [*counts, reasons, _length_stats(rows)]
+    stats = [*counts, reasons, _row_stats(rows)]
     _ = (
         stats
         | "AllStats" >> beam.Flatten()
@@ -244,14 +262,22 @@ def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
 
 
 def _collect_statistics(out: Path) -> dict:
-    stats: dict = {"count": {s: 0 for s in SPLITS}, "rejected": {}, "words": {}}
+    stats: dict = {
+        "count": {s: 0 for s in SPLITS},
+        "rejected": {},
+        "words": {},
+        "length_ratio": {},
+        "characters": {},
+    }
     for path in sorted(out.glob("_stats*.jsonl")):
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             kind, key, value = json.loads(line)
             if kind == "words":
-                split, side = key
-                value = summarize_histogram(value)
-                stats["words"].setdefault(split, {})[side] = value
+                stats["words"].setdefault(key[0], {})[key[1]] = summarize_histogram(value)
+            elif kind == "ratio":
+                stats["length_ratio"][key[0]] = summarize_ratio(value)
+            elif kind == "chars":
+                stats["characters"].setdefault(key[0], {})[key[1]] = summarize_characters(value)
             else:
                 stats[kind][key[0]] = value
         path.unlink()
@@ -269,6 +295,7 @@ def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> In
         build_ingest(pipeline, cfg, out, seed)
     stats = _collect_statistics(out)
     write_json(out / "statistics.json", stats)
+    write_statistics_summaries(stats, out / "logs")
     _check_rejected_fraction(stats, cfg.max_rejected_fraction)
     return IngestResult(counts=stats["count"], rejected=stats["rejected"])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import apache_beam as beam
 
 
@@ -51,4 +53,50 @@ def summarize_histogram(histogram: dict[str, int]) -> dict:
         "p95": percentile(counts, 0.95),
         "p99": percentile(counts, 0.99),
         "histogram": {str(k): counts[k] for k in sorted(counts)},
+    }
+
+
+class CharacterCounts(beam.CombineFn):
+    """Counts characters over many texts; the accumulator is {char: count}."""
+
+    def create_accumulator(self) -> dict[str, int]:
+        return {}
+
+    def add_input(self, accumulator: dict[str, int], text: str) -> dict[str, int]:
+        for char, count in Counter(text).items():
+            accumulator[char] = accumulator.get(char, 0) + count
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for accumulator in accumulators:
+            for char, count in accumulator.items():
+                merged[char] = merged.get(char, 0) + count
+        return merged
+
+    def extract_output(self, accumulator: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(accumulator.items()))
+
+
+def summarize_characters(counts: dict[str, int], top: int = 10) -> dict:
+    """Distinct characters, the non-ASCII share and the most frequent non-ASCII characters."""
+    total = sum(counts.values())
+    non_ascii = {c: n for c, n in counts.items() if ord(c) > 127}
+    frequent = sorted(non_ascii.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return {
+        "distinct": len(counts),
+        "non_ascii_share": round(sum(non_ascii.values()) / max(total, 1), 6),
+        "top_non_ascii": [[char, count] for char, count in frequent],
+    }
+
+
+def summarize_ratio(histogram: dict[str, int]) -> dict:
+    """Target/source word-count ratios kept in tenths (key "12" = 1.2): percentiles and mean."""
+    counts = {int(k): v for k, v in histogram.items()}
+    total = sum(counts.values())
+    return {
+        "p5": percentile(counts, 0.05) / 10,
+        "p50": percentile(counts, 0.5) / 10,
+        "p95": percentile(counts, 0.95) / 10,
+        "mean": round(sum(k * v for k, v in counts.items()) / total / 10, 3),
     }

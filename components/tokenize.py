@@ -182,6 +182,11 @@ def tokenize(
     tokenize_splits(examples, out, cfg, beam_args, num_shards)
     stats = _collect_token_stats(out)
     stats["vocab_size"] = vocab_sizes
+    stats["train_word_types"] = {side: len(counts[side]) for side in SIDES}
+    stats["top_words"] = {
+        side: [[w, n] for w, n in sorted(counts[side].items(), key=lambda i: (-i[1], i[0]))[:20]]
+        for side in SIDES
+    }
     write_json(out / "token_statistics.json", stats)
     counts_per_split = {
         s: stats.get(s, {}).get("source", {}).get("length", {}).get("count", 0) for s in SPLITS

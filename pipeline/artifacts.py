@@ -78,5 +78,6 @@ class ArtifactStore:
 def write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
     """Writes JSON through a temporary file and a rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str, ensure_ascii=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)

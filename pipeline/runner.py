@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from pipeline import push as push_lib
+from pipeline.anomalies import detect_drift
 from pipeline.artifacts import ArtifactStore, code_version, fingerprint, write_json
 from pipeline.config import PipelineConfig, dump_yaml, to_dict
 
@@ -66,6 +67,7 @@ def run_pipeline(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(workdir)
+    previous_ingest = _previous_artifact(workdir, "ingest")
     dump_yaml(cfg, workdir / "config.yaml")
     started = time.time()
     fingerprints: dict[str, str] = {}
@@ -109,6 +111,8 @@ def run_pipeline(
         }
         log.info("%-9s done     %.1f s  %s", stage.name, seconds, dirs[stage.name])
     summary = _summary(cfg, workdir, store, fingerprints, dirs, report, started)
+    if "ingest" in dirs:
+        summary["anomalies"] = _record_drift(workdir, previous_ingest, dirs["ingest"])
     # Unsorted: stages stay in pipeline order.
     write_json(workdir / "summary.json", summary, sort_keys=False)
     runs = workdir / "runs"
@@ -119,6 +123,35 @@ def run_pipeline(
         sort_keys=False,
     )
     return summary
+
+
+def _previous_artifact(workdir: Path, stage: str) -> Path | None:
+    """The artifact the last run in this workdir used for `stage`, if it still exists."""
+    try:
+        summary = json.loads((workdir / "summary.json").read_text())
+        path = Path(summary["stages"][stage]["artifact_dir"])
+    except (OSError, KeyError, ValueError):
+        return None
+    return path if path.is_dir() else None
+
+
+def _record_drift(workdir: Path, previous: Path | None, current: Path) -> list[dict]:
+    """Compares ingest statistics with the previous run's; writes `anomalies.json`."""
+    anomalies: list[dict] = []
+    if previous is not None and previous != current:
+        anomalies = detect_drift(
+            json.loads((previous / "statistics.json").read_text()),
+            json.loads((current / "statistics.json").read_text()),
+        )
+    record = {
+        "previous": str(previous) if previous else None,
+        "current": str(current),
+        "anomalies": anomalies,
+    }
+    write_json(workdir / "anomalies.json", record, sort_keys=False)
+    for anomaly in anomalies:
+        log.warning("drift    %s", anomaly["message"])
+    return anomalies
 
 
 def _needed(stages: list[Stage], only: list[str] | None) -> set[str]:

@@ -83,6 +83,7 @@ STAGES = [
             "components.ingest",
             "components.sources",
             "components.remote",
+            "components.data_report",
             "components.builtin_corpus",
             *_COMMON,
         ),

@@ -123,7 +123,24 @@ def test_ingest_text_files_exact_counts(tmp_path):
     }
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == 46 and stats["kept"] == 40 and stats["rejected_total"] == 6
+    tags = {
+        value.tag: value
+        for path in (out / "logs").glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+    table = tf.make_ndarray(tags["statistics"].tensor).item().decode()
+    assert "| duplicate | 2 |" in table and "| total | 6 of 46 read |" in table
+    assert {"words/train/source", "words/test/target"} <= set(tags)
     assert stats["words"]["train"]["source"]["max"] == 5
+    # Every kept pair has 5 words a side: ratio 1.0 everywhere.
+    assert stats["length_ratio"]["train"] == {"p5": 1.0, "p50": 1.0, "p95": 1.0, "mean": 1.0}
+    train_sources = [s for s, _ in expected["train"]]
+    assert stats["characters"]["train"]["source"] == {
+        "distinct": len(set("".join(train_sources))),
+        "non_ascii_share": 0.0,
+        "top_non_ascii": [],
+    }
     rejected = [
         json.loads(line) for line in next(out.glob("rejected*.jsonl")).read_text().splitlines()
     ]
@@ -315,3 +332,21 @@ def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == len(rows)
     assert stats["kept"] == len(clean) and stats["kept"] + stats["rejected_total"] == stats["read"]
+
+
+def test_character_and_ratio_summaries():
+    from components.stats import summarize_characters, summarize_ratio
+
+    counts = {"a": 5, "ä": 3, "ö": 1, " ": 1}
+    assert summarize_characters(counts) == {
+        "distinct": 4,
+        "non_ascii_share": 0.4,
+        "top_non_ascii": [["ä", 3], ["ö", 1]],
+    }
+    # Ratios in tenths: 0.5 once, 1.0 eight times, 2.0 once.
+    assert summarize_ratio({"5": 1, "10": 8, "20": 1}) == {
+        "p5": 0.5,
+        "p50": 1.0,
+        "p95": 2.0,
+        "mean": 1.05,
+    }

@@ -9,7 +9,7 @@ from components.ingest import ingest
 from components.input_pipeline import load_token_pairs
 from components.records import parse_text_example, shard_paths
 from components.tokenize import tokenize
-from models.tokenizer import TranslationTokenizer, read_vocab
+from models.tokenizer import TranslationTokenizer, count_words, read_vocab
 from pipeline.config import DataConfig, TokenizerConfig
 from tests.conftest import BEAM_ARGS
 
@@ -54,3 +54,8 @@ def test_token_ids_are_the_tokenizer_output_for_every_row(examples, tmp_path, sh
     # Learned on train with min_count 1: every train word is in the vocabulary.
     assert stats["train"]["source"]["unknown_rate"] == 0.0
     assert stats["train"]["target"]["tokens"] == sum(len(t) for _, t in expected)
+    words = count_words(p[0] for p in pairs)
+    if shared:
+        words.update(count_words(p[1] for p in pairs))
+    top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
+    assert stats["top_words"]["source"] == [list(item) for item in top]

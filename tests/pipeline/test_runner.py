@@ -163,3 +163,29 @@ def test_prune_keeps_newest(tmp_path):
         (root / str(version)).mkdir(parents=True)
     assert push.prune(root, keep=2) == [1, 2]
     assert push.versions(root) == [3, 10]
+
+
+def test_drift_against_the_previous_run_is_recorded(tmp_path):
+    def fake_ingest(cfg, inputs, out, beam_args):
+        count = cfg.data.builtin_pairs
+        stats = {
+            "count": {"train": count},
+            "rejected": {},
+            "rejected_total": 0,
+            "read": count,
+            "words": {},
+        }
+        (out / "statistics.json").write_text(json.dumps(stats))
+        return Done(count)
+
+    module = [sys.modules[__name__]]
+    stage = Stage("ingest", (), fake_ingest, lambda c: to_dict(c.data), lambda: module)
+    cfg = PipelineConfig()
+    first = run_pipeline(cfg, tmp_path, [stage])
+    assert first["anomalies"] == []  # nothing to compare with yet
+    cfg.data.builtin_pairs = 10
+    second = run_pipeline(cfg, tmp_path, [stage])
+    assert [a["kind"] for a in second["anomalies"]] == ["count_change"]
+    record = json.loads((tmp_path / "anomalies.json").read_text())
+    assert record["previous"] == first["stages"]["ingest"]["artifact_dir"]
+    assert record["anomalies"][0]["current"] == 10
