@@ -28,6 +28,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="override a config value, e.g. --set train.epochs=20 (repeatable)",
     )
     parser.add_argument(
+        "--beam-arg",
+        dest="beam_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra Apache Beam pipeline option, e.g. --beam-arg=--temp_location=gs://b/tmp",
+    )
+    parser.add_argument(
         "--stages",
         default=None,
         help="comma-separated stages to run, e.g. ingest,tokenize (others must be cached)",
@@ -35,12 +43,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resolve_config(args: argparse.Namespace):
+    """The validated config of the command line: file, --set overrides, --beam-arg options."""
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    cfg.beam.extra_args = [*cfg.beam.extra_args, *args.beam_args]
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from pipeline.config import ConfigError, load_config
+    from pipeline.config import ConfigError
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = resolve_config(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2

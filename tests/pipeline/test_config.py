@@ -82,3 +82,13 @@ def test_shared_embeddings_need_a_shared_vocabulary():
         load_config(None, ["tokenizer.shared_vocab=true", "tokenizer.target_vocab_size=10"])
     cfg = load_config(None, ["tokenizer.shared_vocab=true", "train.share_embeddings=true"])
     assert cfg.train.share_embeddings and cfg.tokenizer.shared_vocab
+
+
+def test_beam_arg_flag_reaches_the_beam_options():
+    from pipeline.runner import beam_args
+    from run_pipeline import parse_args, resolve_config
+
+    args = parse_args(["--beam-arg=--temp_location=/tmp/x", "--beam-arg=--num_workers=3"])
+    options = beam_args(resolve_config(args))
+    assert options[0] == "--runner=FnApiRunner"
+    assert options[-2:] == ["--temp_location=/tmp/x", "--num_workers=3"]
