@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -65,8 +66,14 @@ def test_cli_rejects_unknown_key_before_any_work(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    for path in ("configs/default.yaml", "configs/smoke.yaml"):
-        load_config(path)
+    formats = {
+        path.name: load_config(path).data.format for path in sorted(Path("configs").glob("*.yaml"))
+    }
+    assert formats == {
+        "default.yaml": "builtin",
+        "multi30k_en_de.yaml": "text",
+        "smoke.yaml": "builtin",
+    }
 
 
 def test_preset_and_explicit_architecture_clash():
