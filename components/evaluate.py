@@ -15,7 +15,7 @@ from components.train import MODEL_FILE
 from models.tokenizer import TranslationTokenizer
 from models.translator import Translator
 from pipeline.artifacts import write_json
-from pipeline.config import EvaluateConfig
+from pipeline.config import DecodingConfig, EvaluateConfig
 from pipeline.progress import Progress
 
 
@@ -32,17 +32,13 @@ def read_split(examples: Path, split: str) -> list[tuple[str, str]]:
     return [parse_text_example(r.numpy()) for r in tf.data.TFRecordDataset(files)]
 
 
-def load_translator(
-    model_dir: Path,
-    tokenizer_dir: Path,
-    max_extra_tokens: int,
-    beam_size: int = 4,
-    length_penalty: float = 0.6,
-) -> Translator:
+def load_translator(model_dir: Path, tokenizer_dir: Path, decoding: DecodingConfig) -> Translator:
     """The trained model (Keras safe mode) and its tokenizer, as a Translator."""
     model = keras.saving.load_model(model_dir / MODEL_FILE, safe_mode=True)
     tokenizer = TranslationTokenizer.from_directory(tokenizer_dir / "vocab")
-    return Translator(tokenizer, model, max_extra_tokens, beam_size, length_penalty)
+    return Translator(
+        tokenizer, model, decoding.max_extra_tokens, decoding.beam_size, decoding.length_penalty
+    )
 
 
 def translate_all(translator: Translator, sources: list[str], batch_size: int) -> list[str]:
@@ -79,13 +75,19 @@ def score(hypotheses: list[str], references: list[str]) -> dict:
 
 
 def evaluate(
-    cfg: EvaluateConfig, *, examples: Path, tokenized: Path, model: Path, out: Path
+    cfg: EvaluateConfig,
+    *,
+    decoding: DecodingConfig,
+    examples: Path,
+    tokenized: Path,
+    model: Path,
+    out: Path,
 ) -> EvaluateResult:
     """Decodes the test split of `examples` with the trained `model`; writes metrics.json."""
     pairs = read_split(examples, "test")
     if not pairs:
         raise ValueError(f"the test split in {examples} is empty: raise data.split.test")
-    translator = load_translator(model, tokenized, cfg.max_extra_tokens)
+    translator = load_translator(model, tokenized, decoding)
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     hypotheses = translate_all(translator, sources, cfg.batch_size)
     metrics = score(hypotheses, references)

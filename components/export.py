@@ -23,7 +23,7 @@ from components.evaluate import load_translator, read_split
 from components.op_report import op_report
 from components.train import MODEL_FILE
 from pipeline.artifacts import write_json
-from pipeline.config import ExportConfig
+from pipeline.config import DecodingConfig, ExportConfig
 
 SAVED_MODEL_DIR = "saved_model"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -130,6 +130,7 @@ def compare(in_process: dict, fresh: dict) -> list[str]:
 def export(
     cfg: ExportConfig,
     *,
+    decoding: DecodingConfig,
     examples: Path,
     tokenized: Path,
     model: Path,
@@ -138,9 +139,7 @@ def export(
     model_name: str,
 ) -> ExportResult:
     """Writes the SavedModel and its checks; raises if the exported model misbehaves."""
-    translator = load_translator(
-        model, tokenized, cfg.max_extra_tokens, cfg.beam_size, cfg.length_penalty
-    )
+    translator = load_translator(model, tokenized, decoding)
     path = out / SAVED_MODEL_DIR
     save_translator(translator, path)
     shutil.copy2(model / MODEL_FILE, out / MODEL_FILE)

@@ -143,18 +143,24 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class EvaluateConfig:
-    batch_size: int = 256
-    # Decoding stops after source length + this many tokens.
-    max_extra_tokens: int = 16
+class DecodingConfig:
+    """How translations are decoded: shared by evaluate and export, so what is measured is
+    what is served."""
 
-
-@dataclasses.dataclass
-class ExportConfig:
+    # A sentence's output stops after its source length + this many tokens.
     max_extra_tokens: int = 16
     # The `beam_search` signature's beam width and GNMT length-penalty exponent.
     beam_size: int = 4
     length_penalty: float = 0.6
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    batch_size: int = 256
+
+
+@dataclasses.dataclass
+class ExportConfig:
     # The check in a fresh process translates this many test sentences.
     num_validation_sentences: int = 8
     # Single-sentence requests timed in the fresh process for p50/p95 latency.
@@ -174,6 +180,7 @@ class PipelineConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
     evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 

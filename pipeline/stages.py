@@ -39,6 +39,7 @@ def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args
 
     return evaluate(
         cfg.evaluate,
+        decoding=cfg.decoding,
         examples=inputs["ingest"],
         tokenized=inputs["tokenize"],
         model=inputs["train"],
@@ -51,6 +52,7 @@ def _export(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args: 
 
     return export(
         cfg.export,
+        decoding=cfg.decoding,
         examples=inputs["ingest"],
         tokenized=inputs["tokenize"],
         model=inputs["train"],
@@ -115,14 +117,18 @@ STAGES = [
         "evaluate",
         ("ingest", "tokenize", "train"),
         _evaluate,
-        lambda c: to_dict(c.evaluate),
+        lambda c: {**to_dict(c.evaluate), "decoding": to_dict(c.decoding)},
         _modules("components.evaluate", *_MODEL, *_COMMON),
     ),
     Stage(
         "export",
         ("ingest", "tokenize", "train", "evaluate"),
         _export,
-        lambda c: {**to_dict(c.export), "model_name": c.model_name},
+        lambda c: {
+            **to_dict(c.export),
+            "decoding": to_dict(c.decoding),
+            "model_name": c.model_name,
+        },
         _modules(
             "components.export",
             "components.serving_check",

@@ -45,6 +45,17 @@ def _read_rejected(directory) -> list[dict]:
     ]
 
 
+def _assert_hash_splits(out, result, pairs, validation, test) -> dict:
+    """Each split holds exactly the pairs whose source hashes into it; returns them."""
+    expected = {"train": [], "validation": [], "test": []}
+    for source, target in pairs:
+        expected[split_of(source, validation, test)].append((source, target))
+    for split, rows in expected.items():
+        assert sorted(_read_split(out, split)) == sorted(rows)
+        assert result.counts[split] == len(rows)
+    return expected
+
+
 def test_validate_pair_reasons():
     assert validate_pair(RawPair(b"\xff\xfe", b"ok", "f:1"), "NFC", 5) == "undecodable"
     assert validate_pair(RawPair("  ", "ok", "f:1"), "NFC", 5) == "empty_source"
@@ -108,12 +119,7 @@ def test_ingest_text_files_exact_counts(tmp_path):
     out.mkdir()
     result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
 
-    expected = {"train": [], "validation": [], "test": []}
-    for source, target in GOOD:
-        expected[split_of(source, 0.2, 0.2)].append((source, target))
-    for split, pairs in expected.items():
-        assert sorted(_read_split(out, split)) == sorted(pairs)
-        assert result.counts[split] == len(pairs)
+    expected = _assert_hash_splits(out, result, GOOD, 0.2, 0.2)
     assert result.rejected == {
         "duplicate": 2,
         "empty_source": 1,
@@ -205,12 +211,7 @@ def test_ingest_tsv_anki_file_exact_counts(tmp_path):
     out.mkdir()
     result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
 
-    expected = {"train": [], "validation": [], "test": []}
-    for source, target in GOOD:
-        expected[split_of(source, 0.2, 0.2)].append((source, target))
-    for split, pairs in expected.items():
-        assert sorted(_read_split(out, split)) == sorted(pairs)
-        assert result.counts[split] == len(pairs)
+    _assert_hash_splits(out, result, GOOD, 0.2, 0.2)
     assert result.rejected == {"malformed": 2, "duplicate": 1, "undecodable": 1}
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == 44 and stats["kept"] == 40
