@@ -29,17 +29,9 @@ CASES = {
 }
 
 
-# Decoding speed is what is measured, but it depends on the model ending its sentences: a
-# batch decodes until its longest output ends. A small model trained 8 epochs (about 13
-# minutes here) ends them; after 4 epochs (test BLEU 17) many outputs ran into the length
-# limit and batched decoding paid for them.
-BENCH_OVERRIDES = [
-    "train.d_model=128",
-    "train.dff=512",
-    "train.epochs=8",
-    "train.dropout=0.1",
-    "export.min_bleu=0",
-]
+# The config's model, trained as configured (test2016 BLEU 31 in the measured run); only the
+# push threshold is lifted, so a weaker model in a changed config is still measured.
+BENCH_OVERRIDES = ["export.min_bleu=0"]
 
 
 def exported_model(config: str, workdir: Path) -> str:
