@@ -35,18 +35,6 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="translation")
-def masked_accuracy(y_true, y_pred):
-    """Share of non-padding target tokens whose arg-max prediction is right."""
-    predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int64")
-    y_true = ops.cast(y_true, "int64")
-    mask = ops.not_equal(y_true, PAD_ID)
-    correct = ops.logical_and(ops.equal(predictions, y_true), mask)
-    return ops.sum(ops.cast(correct, "float32")) / ops.maximum(
-        ops.sum(ops.cast(mask, "float32")), 1.0
-    )
-
-
-@keras.saving.register_keras_serializable(package="translation")
 class MaskedAccuracy(keras.metrics.Metric):
     """Token accuracy over an epoch, weighted by tokens (not by batch), padding ignored."""
 
