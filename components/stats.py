@@ -7,22 +7,25 @@ from collections import Counter
 import apache_beam as beam
 
 
-class Histogram(beam.CombineFn):
-    """Counts integer values; the accumulator is {value: count}, so it merges across workers."""
+class _CountsCombineFn(beam.CombineFn):
+    """A {key: count} accumulator that merges across workers by adding counts."""
 
-    def create_accumulator(self) -> dict[int, int]:
+    def create_accumulator(self) -> dict:
         return {}
+
+    def merge_accumulators(self, accumulators) -> dict:
+        merged: Counter = Counter()
+        for accumulator in accumulators:
+            merged.update(accumulator)
+        return dict(merged)
+
+
+class Histogram(_CountsCombineFn):
+    """Counts integer values; the accumulator is {value: count}, so it merges across workers."""
 
     def add_input(self, accumulator: dict[int, int], value: int) -> dict[int, int]:
         accumulator[value] = accumulator.get(value, 0) + 1
         return accumulator
-
-    def merge_accumulators(self, accumulators) -> dict[int, int]:
-        merged: dict[int, int] = {}
-        for accumulator in accumulators:
-            for value, count in accumulator.items():
-                merged[value] = merged.get(value, 0) + count
-        return merged
 
     def extract_output(self, accumulator: dict[int, int]) -> dict[str, int]:
         # JSON keys are strings; sorted so the output is byte-stable.
@@ -56,23 +59,13 @@ def summarize_histogram(histogram: dict[str, int]) -> dict:
     }
 
 
-class CharacterCounts(beam.CombineFn):
+class CharacterCounts(_CountsCombineFn):
     """Counts characters over many texts; the accumulator is {char: count}."""
-
-    def create_accumulator(self) -> dict[str, int]:
-        return {}
 
     def add_input(self, accumulator: dict[str, int], text: str) -> dict[str, int]:
         for char, count in Counter(text).items():
             accumulator[char] = accumulator.get(char, 0) + count
         return accumulator
-
-    def merge_accumulators(self, accumulators) -> dict[str, int]:
-        merged: dict[str, int] = {}
-        for accumulator in accumulators:
-            for char, count in accumulator.items():
-                merged[char] = merged.get(char, 0) + count
-        return merged
 
     def extract_output(self, accumulator: dict[str, int]) -> dict[str, int]:
         return dict(sorted(accumulator.items()))
