@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -12,16 +11,26 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from components.checkpointing import (
+    StepCheckpoint,
+    build_metrics,
+    epoch_seed,
+    load_state,
+    restore_weights,
+)
 from components.distribute import choose_precision, choose_strategy, set_precision
 from components.input_pipeline import load_token_pairs, make_batches
 from components.train_callbacks import (
     AttentionImages,
     EpochSummaries,
+    GradientNorm,
     HParams,
+    ModelGraph,
     StepProgress,
     read_text_pairs,
 )
 from models.losses import MaskedAccuracy, MaskedCrossEntropy, MaskedPerplexity, TargetTokens
+from models.optimizers import NormTrackingAdam
 from models.presets import preset_architecture
 from models.schedules import InverseSqrtSchedule
 from models.tokenizer import TranslationTokenizer
@@ -31,6 +40,8 @@ from pipeline.artifacts import write_json
 from pipeline.config import TrainConfig
 
 MODEL_FILE = "model.keras"
+# The step-level training state (components/checkpointing.py) inside the artifact.
+CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclasses.dataclass
@@ -72,7 +83,7 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
     schedule = InverseSqrtSchedule(arch["d_model"], cfg.warmup_steps)
     jit = {"auto": "auto", "true": True, "false": False}[cfg.jit_compile]
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
+        optimizer=NormTrackingAdam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
         loss=MaskedCrossEntropy(cfg.label_smoothing),
         metrics=[MaskedAccuracy(), MaskedPerplexity(), TargetTokens()],
         jit_compile=jit,
@@ -82,23 +93,27 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
     return model
 
 
-def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, seed: int) -> list:
+def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, seed: int, resume):
     logdir = out / "logs"
     wanted = (cfg.num_bleu_sentences, cfg.num_sample_translations, cfg.num_attention_images, 1)
     pairs = read_text_pairs(examples, "validation", max(wanted))
     translator = Translator(tokenizer, model)
     hparams = {**dataclasses.asdict(cfg), **architecture(cfg), "seed": seed}
+    # Order matters at epoch end: GradientNorm adds its mean to the logs before TensorBoard
+    # records them; the checkpoint (whose history becomes history.json) and the progress line
+    # come last so they see everything, validation BLEU included.
+    gradient_norm = GradientNorm(logdir)
     return [
+        ModelGraph(logdir),
+        gradient_norm,
         keras.callbacks.TensorBoard(str(logdir), write_graph=False, profile_batch=0),
         EpochSummaries(translator, pairs, cfg, logdir),
         AttentionImages(tokenizer, pairs[: cfg.num_attention_images], logdir),
         HParams(hparams, logdir),
-        StepProgress(),
-        # Epoch-level resume: a killed run restarted into the same staging dir continues here.
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / "checkpoints" / "latest.weights.h5"), save_weights_only=True
+        StepCheckpoint(
+            out / CHECKPOINT_DIR, cfg.checkpoint_every_steps, resume, stateful=[gradient_norm]
         ),
+        StepProgress(cfg.epochs),
     ]
 
 
@@ -114,28 +129,49 @@ def train(
     set_precision(choose_precision(cfg.precision, strategy))
     with strategy.scope():
         model = build_model(cfg, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
-    train_data = make_batches(
-        load_token_pairs(tokenized, "train", cfg.max_length), cfg, shuffle_seed=seed
-    )
+    pairs = load_token_pairs(tokenized, "train", cfg.max_length)
     validation_data = make_batches(
         load_token_pairs(tokenized, "validation", cfg.max_length), cfg, shuffle_seed=None
     )
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    # A run killed earlier left its state in this (resumable) staging directory.
+    resume = load_state(out / CHECKPOINT_DIR)
+    callbacks = _callbacks(cfg, model, tokenizer, examples, out, seed, resume)
+    checkpoint = next(c for c in callbacks if isinstance(c, StepCheckpoint))
+    start = checkpoint.position
+    if resume is not None and resume.has_metrics:
+        with strategy.scope():
+            build_metrics(model, next(iter(validation_data)))
+    if resume is not None:
+        print(
+            f"resuming from {resume.path}: epoch {start.epoch + 1}, "
+            f"{start.step_in_epoch} batches done in it (step {start.global_step})",
+            flush=True,
+        )
     # Bucketed datasets have no known length; Keras warns at the end of each pass over them.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     started = time.perf_counter()
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=cfg.epochs,
-        callbacks=_callbacks(cfg, model, tokenizer, examples, out, seed),
-        verbose=2,
-    )
+    # One `fit` per epoch: each epoch's batch order depends only on (seed, epoch), so a
+    # resumed run skips exactly the batches the killed one had trained on.
+    for epoch in range(start.epoch, cfg.epochs):
+        data = make_batches(pairs, cfg, shuffle_seed=epoch_seed(seed, epoch))
+        if epoch == start.epoch and start.step_in_epoch:
+            data = data.skip(start.step_in_epoch)
+        model.fit(
+            data,
+            validation_data=validation_data,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    if resume is not None and start.epoch >= cfg.epochs:
+        # Killed after the last epoch's save: only the weights and optimizer are needed.
+        restore_weights(resume, model)
     seconds = time.perf_counter() - started
     model.save(out / MODEL_FILE)
-    shutil.rmtree(out / "backup", ignore_errors=True)
-    final = {k: float(v[-1]) for k, v in history.history.items()}
-    (out / "history.json").write_text(json.dumps(history.history, indent=2) + "\n")
+    history = checkpoint.position.history
+    final = {k: v[-1] for k, v in history.items()}
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     result = TrainResult(cfg.epochs, int(model.count_params()), final, round(seconds, 2))
     write_json(out / "train_result.json", dataclasses.asdict(result))
     return result

@@ -108,8 +108,13 @@ class AttentionImages(keras.callbacks.Callback):
             for s, t in zip(self.source, self.target)
         ]
         self.writer = tf.summary.create_file_writer(str(logdir / "attention"))
+        self.wrote_tokens = False
 
     def on_train_begin(self, logs=None):
+        # Training runs one `fit` per epoch: write the token lists once.
+        if self.wrote_tokens:
+            return
+        self.wrote_tokens = True
         with self.writer.as_default():
             for i, (source, target) in enumerate(self.labels):
                 text = (
@@ -142,17 +147,89 @@ class HParams(keras.callbacks.Callback):
             k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()
         }
         self.logdir = logdir
+        self.written = False
 
     def on_train_begin(self, logs=None):
+        if self.written:
+            return
+        self.written = True
         with tf.summary.create_file_writer(str(self.logdir)).as_default():
             hparams_api.hparams(self.hparams)
 
 
-class StepProgress(keras.callbacks.Callback):
-    """A line every `interval` seconds inside an epoch, so long epochs show they are moving."""
+class GradientNorm(keras.callbacks.Callback):
+    """The global gradient norm (`NormTrackingAdam.gradient_norm`) in TensorBoard.
 
-    def __init__(self, interval: float = 30.0):
+    Each step's value goes to `logs/train` as `gradient_norm` (step = optimizer step; with
+    `steps_per_execution` > 1 the last step of each execution), and the epoch's mean into the
+    epoch logs as `gradient_norm`, so Keras' TensorBoard callback and the history have it.
+    Keep it before the TensorBoard callback.
+    """
+
+    def __init__(self, logdir: Path):
         super().__init__()
+        self.writer = tf.summary.create_file_writer(str(logdir / "train"))
+
+    def _optimizer(self):
+        optimizer = self.model.optimizer
+        return getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.total, self.count = 0.0, 0
+
+    def get_state(self) -> dict:
+        """The epoch's running sum, for a mid-epoch training state."""
+        return {"total": self.total, "count": self.count}
+
+    def set_state(self, state: dict) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self._optimizer()
+        norm = float(optimizer.gradient_norm.numpy())
+        self.total += norm
+        self.count += 1
+        with self.writer.as_default():
+            tf.summary.scalar("gradient_norm", norm, step=int(optimizer.iterations.numpy()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.writer.flush()
+        if logs is not None and self.count:
+            logs["gradient_norm"] = self.total / self.count
+
+
+class ModelGraph(keras.callbacks.Callback):
+    """The model's forward graph (source and target ids in, logits out) in TensorBoard's
+    Graphs dashboard, written once to `logs/train`."""
+
+    def __init__(self, logdir: Path):
+        super().__init__()
+        self.logdir = logdir
+        self.written = False
+
+    def on_train_begin(self, logs=None):
+        if self.written:
+            return
+        self.written = True
+        model = self.model
+        spec = tf.TensorSpec([None, None], tf.int64)
+
+        @tf.function(input_signature=[spec, spec])
+        def forward(source, target_in):
+            return model({"source": source, "target_in": target_in}, training=False)
+
+        graph = forward.get_concrete_function().graph
+        with tf.summary.create_file_writer(str(self.logdir / "train")).as_default():
+            tf.summary.graph(graph)
+
+
+class StepProgress(keras.callbacks.Callback):
+    """Progress lines: one every `interval` seconds inside an epoch, so long epochs show they
+    are moving, and one per finished epoch with its logs. Keep it last."""
+
+    def __init__(self, epochs: int, interval: float = 30.0):
+        super().__init__()
+        self.epochs = epochs
         self.interval = interval
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -164,8 +241,13 @@ class StepProgress(keras.callbacks.Callback):
         if now - self.last >= self.interval:
             self.last = now
             rate = (batch + 1) / (now - self.started)
-            loss = (logs or {}).get("loss", float("nan"))
+            loss = float((logs or {}).get("loss", float("nan")))
             print(
                 f"  epoch {self.epoch + 1} step {batch + 1}: loss {loss:.4f} ({rate:.2f} steps/s)",
                 flush=True,
             )
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        shown = " ".join(f"{k} {float(v):.4g}" for k, v in sorted((logs or {}).items()))
+        print(f"epoch {epoch + 1}/{self.epochs} ({seconds:.1f} s): {shown}", flush=True)

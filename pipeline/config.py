@@ -140,6 +140,9 @@ class TrainConfig:
     num_attention_images: int = 2
     # Makes weights and metrics reproducible for the same config and seed.
     deterministic: bool = True
+    # The full training state is saved every this many steps (and at each epoch's end); a
+    # killed run resumes from the last save, losing at most this many steps (0: epochs only).
+    checkpoint_every_steps: int = 100
 
 
 @dataclasses.dataclass

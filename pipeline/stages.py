@@ -72,6 +72,7 @@ _MODEL = (
     "models.translator",
     "models.losses",
     "models.schedules",
+    "models.optimizers",
 )
 
 STAGES = [
@@ -105,6 +106,7 @@ STAGES = [
         _modules(
             "components.train",
             "components.train_callbacks",
+            "components.checkpointing",
             "components.input_pipeline",
             "components.distribute",
             "models.presets",

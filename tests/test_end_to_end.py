@@ -140,6 +140,16 @@ def _tags(directory: Path) -> dict[str, list[float]]:
     return values
 
 
+def _graph_ops(directory: Path) -> set[str]:
+    ops: set[str] = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if event.graph_def:
+                graph = tf.compat.v1.GraphDef.FromString(event.graph_def)
+                ops.update(node.op for node in graph.node)
+    return ops
+
+
 def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     _, summary = first_run
     logdir = Path(summary["tensorboard_logdir"])
@@ -158,6 +168,13 @@ def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     assert min(validation["epoch_perplexity"]) > 1.0
     assert min(train["target_tokens_per_second"]) > 0.0
     assert "_hparams_/session_start_info" in _tags(logdir)
+    # One gradient norm per training step, and the epoch means.
+    norms = train["gradient_norm"]
+    assert len(norms) > 6 and all(math.isfinite(n) and n > 0 for n in norms)
+    assert len(train["epoch_gradient_norm"]) == 6
+    # The model graph, for the Graphs dashboard: inputs to attention to logits.
+    ops = _graph_ops(logdir / "train")
+    assert {"Placeholder", "MatMul", "Softmax", "Einsum"} <= ops
     attention = _tags(logdir / "attention")
     assert len(attention["sentence_0/layer_0"]) == 6 and "sentence_1/tokens" in attention
 

@@ -45,8 +45,19 @@ diff = max(float(np.max(np.abs(a - b)))
            for a, b in zip(single.get_weights(), multi.get_weights()))
 moved = max(float(np.max(np.abs(a - b)))
             for a, b in zip(single.get_weights(), build_model(cfg, 40, 50).get_weights()))
+
+def gradient_norm(strategy):
+    # The model's own optimizer: its recorded norm is of the gradient summed over replicas.
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        model = build_model(cfg, 40, 50)
+    model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
+    return float(model.optimizer.gradient_norm.numpy())
+
 print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "max_weight_diff": diff,
-                  "single_loss": single_loss, "multi_loss": multi_loss, "moved": moved}))
+                  "single_loss": single_loss, "multi_loss": multi_loss, "moved": moved,
+                  "single_norm": gradient_norm(tf.distribute.get_strategy()),
+                  "multi_norm": gradient_norm(mirrored)}))
 """
 
 
@@ -60,6 +71,8 @@ def test_mirrored_step_matches_single_replica():
     assert abs(result["single_loss"] - result["multi_loss"]) < 1e-5
     assert result["max_weight_diff"] < 1e-5
     assert result["moved"] > 1e-4  # the step really changed the weights
+    assert result["single_norm"] > 0.01
+    assert abs(result["single_norm"] - result["multi_norm"]) < 1e-5 * result["single_norm"]
 
 
 def test_auto_choices_on_a_cpu_machine():
