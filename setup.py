@@ -22,6 +22,7 @@ setup(
         "tensorflow-serving-api==2.21.*",  # PredictionLog protos for the warmup file
         "pyyaml",
         "regex",
+        "sentencepiece==0.2.*",  # learns SentencePiece models (tokenizer.kind: sentencepiece_*)
     ],
     extras_require={"dev": ["pytest", "ruff"]},
     entry_points={"console_scripts": ["translation-pipeline=run_pipeline:main"]},

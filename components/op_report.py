@@ -16,6 +16,10 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+# The exports use NormalizeUTF8 with RegexSplitWithOffsets and WordpieceTokenizeWithOffsets
+# (WordPiece) or with SentencepieceOp and SentencepieceTokenizeOp (SentencePiece). Of those
+# two only SentencepieceOp's `model` attribute is in the SavedModel (attributes at their
+# defaults are left out), so older op definitions load them.
 TF_TEXT_SERVING_OPS = frozenset(
     {
         "CaseFoldUTF8",

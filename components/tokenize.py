@@ -1,7 +1,8 @@
-"""Tokenize stage: learn WordPiece vocabularies on the train split, write token-id TFRecords.
+"""Tokenize stage: learn vocabularies on the train split, write token-id TFRecords.
 
-Words are counted in Beam (so counting scales out) and the vocabulary is learned from the
-counts. The same `TranslationTokenizer` then tokenizes every split inside Beam.
+Words are counted in Beam (so counting scales out) and the vocabulary (WordPiece or a
+SentencePiece model, `tokenizer.kind`) is learned from the counts. The same
+`TranslationTokenizer` then tokenizes every split inside Beam.
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.records import SPLITS, WriteSortedShards, int_feature, parse_text_example
 from components.stats import Histogram, summarize_histogram
-from models.tokenizer import (
-    UNK_ID,
-    TranslationTokenizer,
-    learn_wordpiece,
-    pretokenize,
-    save_vocab,
-)
+from models.tokenizer import UNK_ID, TranslationTokenizer, learn_vocab, save_side, word_splitter
 from pipeline.artifacts import write_json
 from pipeline.config import TokenizerConfig
 
@@ -45,16 +40,17 @@ def _read_split(pipeline, examples: Path, split: str):
     )
 
 
-def count_words_in_beam(examples: Path, out: Path, beam_args: list[str]) -> dict[str, dict]:
-    """{side: {word: count}} over the train split, counted by a Beam pipeline."""
+def count_words_in_beam(
+    examples: Path, out: Path, beam_args: list[str], kind: str
+) -> dict[str, dict]:
+    """{side: {word: count}} over the train split, words as `kind` splits them, in Beam."""
+    split = word_splitter(kind)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         _ = (
             _read_split(pipeline, examples, "train")
             | "Words"
             >> beam.FlatMap(
-                lambda pair: [
-                    (side, w) for side, text in zip(SIDES, pair) for w in pretokenize(text)
-                ]
+                lambda pair: [(side, w) for side, text in zip(SIDES, pair) for w in split(text)]
             )
             | "Count" >> beam.combiners.Count.PerElement()
             | "Json" >> beam.Map(lambda kv: json.dumps([kv[0][0], kv[0][1], kv[1]]))
@@ -160,7 +156,7 @@ def tokenize(
     cfg: TokenizerConfig, *, examples: Path, out: Path, beam_args: list[str]
 ) -> TokenizeResult:
     """Runs the tokenize stage on the ingest artifact at `examples`."""
-    counts = count_words_in_beam(examples, out, beam_args)
+    counts = count_words_in_beam(examples, out, beam_args, cfg.kind)
     sizes = {"source": cfg.source_vocab_size, "target": cfg.target_vocab_size}
     (out / "vocab").mkdir(parents=True, exist_ok=True)
     if cfg.shared_vocab:
@@ -171,13 +167,13 @@ def tokenize(
     vocab_sizes, learned = {}, {}
     for side in SIDES:
         if cfg.shared_vocab and side == "target":
-            vocab = learned["source"]  # learned once; the same list for both sides
+            vocab = learned["source"]  # learned once; the same vocabulary for both sides
         else:
             # Sorted so the learner sees the same order in every run.
-            vocab = learn_wordpiece(sorted(counts[side].items()), sizes[side], cfg.min_count)
+            words = sorted(counts[side].items())
+            vocab = learn_vocab(cfg.kind, words, sizes[side], cfg.min_count)
         learned[side] = vocab
-        save_vocab(vocab, out / "vocab" / f"{side}.txt")
-        vocab_sizes[side] = len(vocab)
+        vocab_sizes[side] = save_side(vocab, out / "vocab", side)
     num_shards = max(1, len(list(examples.glob("train-*.tfrecord"))))
     tokenize_splits(examples, out, cfg, beam_args, num_shards)
     stats = _collect_token_stats(out)

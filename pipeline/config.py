@@ -87,7 +87,9 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TokenizerConfig:
-    kind: Literal["wordpiece"] = "wordpiece"
+    # wordpiece: BERT-style pieces on punctuation-split words; sentencepiece_unigram /
+    # sentencepiece_bpe: SentencePiece on whitespace-split words, detokenizes exactly.
+    kind: Literal["wordpiece", "sentencepiece_unigram", "sentencepiece_bpe"] = "wordpiece"
     # Upper bounds; the learner stops earlier when the corpus has fewer pieces.
     source_vocab_size: int = 4000
     target_vocab_size: int = 4000

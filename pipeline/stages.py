@@ -96,7 +96,13 @@ STAGES = [
         ("ingest",),
         _tokenize,
         lambda c: to_dict(c.tokenizer),
-        _modules("components.tokenize", "models.tokenizer", "models.wordpiece_learner", *_COMMON),
+        _modules(
+            "components.tokenize",
+            "models.tokenizer",
+            "models.wordpiece_learner",
+            "models.sentencepiece_learner",
+            *_COMMON,
+        ),
     ),
     Stage(
         "train",

@@ -2,6 +2,7 @@
 
 One module-scoped run serves several checks: the summary, the SavedModel in a fresh process,
 TensorBoard event files, caching on a second run and identical metrics from a second workdir.
+A shorter run checks the same export with a SentencePiece tokenizer.
 """
 
 import json
@@ -13,10 +14,12 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+from models.tokenizer import TranslationTokenizer
+
 pytestmark = pytest.mark.slow
 
 
-def _run(workdir: Path) -> dict:
+def _run(workdir: Path, *overrides: str) -> dict:
     completed = subprocess.run(
         [
             sys.executable,
@@ -25,6 +28,7 @@ def _run(workdir: Path) -> dict:
             "configs/smoke.yaml",
             "--workdir",
             str(workdir),
+            *(arg for override in overrides for arg in ("--set", override)),
         ],
         capture_output=True,
         text=True,
@@ -189,3 +193,29 @@ def test_second_run_is_cached_and_reproducible(first_run, tmp_path):
     other_metrics = Path(other["stages"]["evaluate"]["artifact_dir"]) / "metrics.json"
     assert first_metrics.read_bytes() == other_metrics.read_bytes()
     assert other["fingerprints"] == summary["fingerprints"]
+
+
+def test_sentencepiece_pipeline_exports_a_servable_model(tmp_path):
+    # Two epochs: enough for non-empty translations, which the export's check requires.
+    overrides = ("tokenizer.kind=sentencepiece_unigram", "train.epochs=2")
+    summary = _run(tmp_path / "workdir", *overrides)
+    assert {s["status"] for s in summary["stages"].values()} == {"ran"}
+    vocab = Path(summary["stages"]["tokenize"]["artifact_dir"]) / "vocab"
+    export_dir = Path(summary["stages"]["export"]["artifact_dir"])
+    ops = json.loads((export_dir / "op_report.json").read_text())
+    assert ops["tf_text_ops"] == ["NormalizeUTF8", "SentencepieceOp", "SentencepieceTokenizeOp"]
+    assert ops["unsupported_ops"] == []
+    validation = json.loads((export_dir / "validation.json").read_text())
+    assert validation["problems"] == []
+    fresh, in_process = validation["fresh_process"], validation["in_process"]
+    assert fresh["serving_default"] == in_process["serving_default"]
+    assert all(fresh["beam_search"]["translation"])
+    # The served tokenizer is the tokenize stage's SentencePiece model.
+    sentences = validation["sentences"]
+    served = tf.saved_model.load(summary["serving_model_dir"]).signatures["tokenize"]
+    out = served(text=tf.constant(sentences))
+    tokenizer = TranslationTokenizer.from_directory(vocab)
+    expected = tokenizer.source.tokenize(tf.constant(sentences)).to_list()
+    lengths = out["lengths"].numpy().tolist()
+    served_ids = [row[:n] for row, n in zip(out["token_ids"].numpy().tolist(), lengths)]
+    assert served_ids == expected

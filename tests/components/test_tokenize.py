@@ -1,6 +1,7 @@
 """The tokenize stage on a small ingested corpus: counts, vocabularies and token ids."""
 
 import json
+from collections import Counter
 
 import pytest
 import tensorflow as tf
@@ -8,8 +9,14 @@ import tensorflow as tf
 from components.ingest import ingest
 from components.input_pipeline import load_token_pairs
 from components.records import parse_text_example, shard_paths
-from components.tokenize import tokenize
-from models.tokenizer import TranslationTokenizer, count_words, read_vocab
+from components.tokenize import SIDES, tokenize
+from models.tokenizer import (
+    UNK_ID,
+    TranslationTokenizer,
+    count_words,
+    read_vocab,
+    sentencepiece_pieces,
+)
 from pipeline.config import DataConfig, TokenizerConfig
 from tests.conftest import BEAM_ARGS
 
@@ -59,3 +66,46 @@ def test_token_ids_are_the_tokenizer_output_for_every_row(examples, tmp_path, sh
         words.update(count_words(p[1] for p in pairs))
     top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
     assert stats["top_words"]["source"] == [list(item) for item in top]
+
+
+@pytest.mark.parametrize(
+    "kind, shared", [("sentencepiece_unigram", False), ("sentencepiece_bpe", True)]
+)
+def test_sentencepiece_ids_statistics_and_round_trip(examples, tmp_path, kind, shared):
+    cfg = TokenizerConfig(
+        kind=kind, source_vocab_size=500, target_vocab_size=500, min_count=1, shared_vocab=shared
+    )
+    result = tokenize(cfg, examples=examples, out=tmp_path, beam_args=BEAM_ARGS)
+    models = {side: (tmp_path / "vocab" / f"{side}.model").read_bytes() for side in SIDES}
+    assert (models["source"] == models["target"]) is shared
+    sizes = [len(sentencepiece_pieces(models[side])) for side in SIDES]
+    assert [result.source_vocab_size, result.target_vocab_size] == sizes
+    assert all(size <= 500 for size in sizes)
+    tokenizer = TranslationTokenizer.from_directory(tmp_path / "vocab")
+    pairs = _texts(examples, "train")
+    sources = tokenizer.source.tokenize(tf.constant([s for s, _ in pairs]))
+    targets = tokenizer.target.tokenize(tf.constant([t for _, t in pairs]))
+    expected = {(tuple(s), tuple(t)) for s, t in zip(sources.to_list(), targets.to_list())}
+    written = {
+        (tuple(s.numpy()), tuple(t.numpy()))
+        for s, t in load_token_pairs(tmp_path, "train", max_length=1000)
+    }
+    assert written == expected and len(written) == len(pairs)
+    # Token ids back to text: every train sentence exactly.
+    assert [t.decode() for t in tokenizer.target.detokenize(targets).numpy()] == [
+        t for _, t in pairs
+    ]
+    stats = json.loads((tmp_path / "token_statistics.json").read_text())
+    assert stats["vocab_size"] == dict(zip(SIDES, sizes))
+    assert stats["train"]["source"]["unknown_rate"] == 0.0
+    assert stats["train"]["target"]["tokens"] == sum(len(t) for t in targets.to_list())
+    test_ids = tokenizer.source.tokenize(tf.constant([s for s, _ in _texts(examples, "test")]))
+    unknown = (test_ids.flat_values == UNK_ID).numpy().sum() / test_ids.flat_values.shape[0]
+    assert stats["test"]["source"]["unknown_rate"] == round(unknown, 6)
+    # SentencePiece learns from whitespace-separated words: those are the counted words.
+    words = Counter(w for s, _ in pairs for w in s.split())
+    if shared:
+        words.update(w for _, t in pairs for w in t.split())
+    top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
+    assert stats["top_words"]["source"] == [list(item) for item in top]
+    assert stats["train_word_types"]["source"] == len(words)
