@@ -17,7 +17,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.records import SPLITS, WriteSortedShards, int_feature, parse_text_example
 from components.stats import Histogram, summarize_histogram
-from models.tokenizer import UNK_ID, TranslationTokenizer, learn_vocab, save_side, word_splitter
+from models.tokenizer import (
+    UNK_ID,
+    TranslationTokenizer,
+    learn_vocab,
+    save_settings,
+    save_side,
+    word_splitter,
+)
 from pipeline.artifacts import write_json
 from pipeline.config import TokenizerConfig
 
@@ -174,6 +181,7 @@ def tokenize(
             vocab = learn_vocab(cfg.kind, words, sizes[side], cfg.min_count)
         learned[side] = vocab
         vocab_sizes[side] = save_side(vocab, out / "vocab", side)
+    save_settings(out / "vocab", cfg.normalization)
     num_shards = max(1, len(list(examples.glob("train-*.tfrecord"))))
     tokenize_splits(examples, out, cfg, beam_args, num_shards)
     stats = _collect_token_stats(out)

@@ -15,6 +15,7 @@ extra ops for it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -213,11 +214,27 @@ class TranslationTokenizer(tf.Module):
         self.target_vocab_size = int(self.target.vocab.shape[0])
 
     @classmethod
-    def from_directory(cls, directory: Path, normalization: str = "NFC") -> TranslationTokenizer:
-        """Loads the source and target vocabularies written by `save_side`."""
+    def from_directory(
+        cls, directory: Path, normalization: str | None = None
+    ) -> TranslationTokenizer:
+        """Loads the source and target vocabularies written by `save_side`, with the
+        normalization `save_settings` recorded (NFC when there is no record)."""
         directory = Path(directory)
+        if normalization is None:
+            settings = directory / SETTINGS_FILE
+            stored = json.loads(settings.read_text()) if settings.is_file() else {}
+            normalization = stored.get("normalization", "NFC")
         source, target = read_side(directory, "source"), read_side(directory, "target")
         return cls(source, target, normalization)
+
+
+SETTINGS_FILE = "tokenizer.json"
+
+
+def save_settings(directory: Path, normalization: str) -> None:
+    """Records the Unicode normalization beside the vocabularies, so every stage that loads
+    them (training, evaluation, the SavedModel) normalizes text as the tokenize stage did."""
+    (directory / SETTINGS_FILE).write_text(json.dumps({"normalization": normalization}) + "\n")
 
 
 def save_side(vocab: list[str] | bytes, directory: Path, side: str) -> int:

@@ -109,3 +109,16 @@ def test_sentencepiece_ids_statistics_and_round_trip(examples, tmp_path, kind, s
     top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
     assert stats["top_words"]["source"] == [list(item) for item in top]
     assert stats["train_word_types"]["source"] == len(words)
+
+
+def test_loaded_tokenizer_normalizes_as_the_stage_did(examples, tmp_path):
+    cfg = TokenizerConfig(
+        min_count=1, source_vocab_size=1500, target_vocab_size=1500, normalization="NFKC"
+    )
+    tokenize(cfg, examples=examples, out=tmp_path, beam_args=BEAM_ARGS)
+    tokenizer = TranslationTokenizer.from_directory(tmp_path / "vocab")
+    # NFKC folds the ligature and the full-width letter; NFC (the old default) would not.
+    folded, plain = tokenizer.source.tokenize(tf.constant(["ﬁne Ｘ", "fine X"])).to_list()
+    assert folded == plain
+    nfc = TranslationTokenizer.from_directory(tmp_path / "vocab", "NFC")
+    assert nfc.source.tokenize(tf.constant(["ﬁne Ｘ"])).to_list()[0] != plain

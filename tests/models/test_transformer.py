@@ -123,6 +123,19 @@ def test_masked_loss_and_accuracy_ignore_padding():
     assert float(MaskedCrossEntropy()(y_true, logits)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_label_smoothed_loss_matches_the_smoothed_distribution():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 11)).astype("float32") * 3
+    y_true = np.array([[3, 9, 1, 0], [10, 0, 0, 0]])
+    eps, vocab = 0.1, 11
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    smoothed = np.full(logits.shape, eps / vocab) + (1 - eps) * np.eye(vocab)[y_true]
+    per_token = -(smoothed * log_softmax).sum(-1)
+    expected = per_token[y_true != 0].mean()
+    got = float(MaskedCrossEntropy(label_smoothing=eps)(y_true, logits))
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_token_count_and_perplexity_metrics():
     y_true = np.array([[5, 6, 0]])
     logits = np.zeros((1, 3, 8), dtype="float32")  # uniform over 8 tokens
