@@ -16,7 +16,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import builtin_corpus
 from components.data_report import write_statistics_summaries
-from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
+from components.records import (
+    SPLITS,
+    WriteSortedShards,
+    remove_spilled_runs,
+    stable_hash,
+    text_example,
+)
 from components.remote import localize
 from components.sources import (
     RawPair,
@@ -293,6 +299,7 @@ def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> In
     _check_inputs(cfg)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_ingest(pipeline, cfg, out, seed)
+    remove_spilled_runs(out)
     stats = _collect_statistics(out)
     write_json(out / "statistics.json", stats)
     write_statistics_summaries(stats, out / "logs")

@@ -14,7 +14,13 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.records import SPLITS, WriteSortedShards, int_feature, parse_text_example
+from components.records import (
+    SPLITS,
+    WriteSortedShards,
+    int_feature,
+    parse_text_example,
+    remove_spilled_runs,
+)
 from components.stats import Histogram, summarize_histogram
 from models.tokenizer import (
     UNK_ID,
@@ -133,6 +139,7 @@ def tokenize_splits(
             | "WriteStats"
             >> beam.io.WriteToText(str(out / "_token_stats"), file_name_suffix=".jsonl")
         )
+    remove_spilled_runs(out)
 
 
 def _collect_token_stats(out: Path) -> dict:

@@ -62,7 +62,12 @@ def _export(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args: 
     )
 
 
-_COMMON = ("components.records", "components.stats", "pipeline.artifacts")
+_COMMON = (
+    "components.records",
+    "components.sorted_runs",
+    "components.stats",
+    "pipeline.artifacts",
+)
 _MODEL = (
     "models.tokenizer",
     "models.transformer",
