@@ -138,6 +138,10 @@ def test_ingest_text_files_exact_counts(tmp_path):
     table = tf.make_ndarray(tags["statistics"].tensor).item().decode()
     assert "| duplicate | 2 |" in table and "| total | 6 of 46 read |" in table
     assert {"words/train/source", "words/test/target"} <= set(tags)
+    # Every kept pair has 5 words a side: one histogram bucket, [5, 6), holding all train rows.
+    assert tf.make_ndarray(tags["words/train/source"].tensor).tolist() == [
+        [5.0, 6.0, len(expected["train"])]
+    ]
     assert stats["words"]["train"]["source"]["max"] == 5
     # Every kept pair has 5 words a side: ratio 1.0 everywhere.
     assert stats["length_ratio"]["train"] == {"p5": 1.0, "p50": 1.0, "p95": 1.0, "mean": 1.0}
