@@ -77,6 +77,8 @@ class DataConfig:
     max_length_ratio: float = 9.0
     # A "translation" equal to its source is usually untranslated text.
     reject_identical: bool = True
+    # An exact repeat of a pair (within one input split) adds no information, only weight.
+    reject_duplicates: bool = True
     # More rejected rows than this share fails the stage: the input, not its rows, is wrong.
     max_rejected_fraction: float = 0.5
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)

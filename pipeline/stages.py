@@ -88,6 +88,9 @@ STAGES = [
         lambda c: {**to_dict(c.data), "seed": c.seed if c.data.format == "builtin" else None},
         _modules(
             "components.ingest",
+            "components.ingest_stats",
+            "components.validation",
+            "components.chunks",
             "components.sources",
             "components.remote",
             "components.data_report",

@@ -1,5 +1,6 @@
 """Ingest: exact splits, counts and rejection reasons on small known inputs."""
 
+import dataclasses
 import gzip
 import json
 import unicodedata
@@ -11,8 +12,10 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from components import chunks, sorted_runs
 from components.ingest import (
     REJECTED,
+    REJECTED_FILE,
     RawPair,
     TooManyRejectedError,
     ValidatePairs,
@@ -219,6 +222,7 @@ def test_ingest_tsv_anki_file_exact_counts(tmp_path):
     assert result.rejected == {"malformed": 2, "duplicate": 1, "undecodable": 1}
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == 44 and stats["kept"] == 40
+    assert stats["files"] == {"fra.txt": {"read": 44, "kept": 40, "rejected": 4}}
     rejected = sorted((r["origin"], r["reason"], r.get("detail")) for r in _read_rejected(out))
     assert rejected == [
         ("fra.txt:41", "malformed", "no column 1: the row has 1"),
@@ -337,6 +341,58 @@ def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == len(rows)
     assert stats["kept"] == len(clean) and stats["kept"] + stats["rejected_total"] == stats["read"]
+
+
+def _corpus_with_duplicates(directory) -> DataConfig:
+    """60 pairs, then every fourth repeated: duplicates land in other chunks and runs."""
+    pairs = [(f"pair {i} .", f"paar {i} .") for i in range(60)]
+    pairs += pairs[::4]
+    return DataConfig(
+        format="text",
+        source_path=_write_lines(directory / "d.en", [s.encode() for s, _ in pairs]),
+        target_path=_write_lines(directory / "d.de", [t.encode() for _, t in pairs]),
+        split=SplitConfig(validation=0.2, test=0.2),
+        num_shards=3,
+    )
+
+
+def _artifact_bytes(cfg, out, beam_args) -> dict[str, bytes]:
+    out.mkdir()
+    ingest(cfg, out=out, seed=0, beam_args=beam_args)
+    return {
+        p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".tfrecord", ".jsonl")
+    } | {"statistics.json": (out / "statistics.json").read_bytes()}
+
+
+def test_chunk_and_spill_sizes_do_not_change_the_output(tmp_path, monkeypatch):
+    cfg = _corpus_with_duplicates(tmp_path)
+    whole = _artifact_bytes(cfg, tmp_path / "whole", BEAM_ARGS)
+    monkeypatch.setattr(chunks, "LINES_PER_CHUNK", 7)
+    monkeypatch.setattr(sorted_runs, "SPILL_BYTES", 1)  # one run per row
+    assert _artifact_bytes(cfg, tmp_path / "spilled", BEAM_ARGS) == whole
+    assert not (tmp_path / "spilled" / "_runs").exists()
+    rejected = [json.loads(line) for line in whole[REJECTED_FILE].decode().splitlines()]
+    # The earliest copy is kept: the rejected ones are lines 61-75, in line order.
+    assert [(r["reason"], r["origin"]) for r in rejected] == [
+        ("duplicate", f"d.en:{line}") for line in range(61, 76)
+    ]
+
+
+def test_duplicates_can_be_kept(tmp_path):
+    cfg = dataclasses.replace(_corpus_with_duplicates(tmp_path), reject_duplicates=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    assert sum(result.counts.values()) == 75 and result.rejected == {}
+    assert sum(len(_read_split(out, split)) for split in result.counts) == 75
+
+
+def test_multi_process_runner_writes_the_same_bytes(tmp_path):
+    cfg = _corpus_with_duplicates(tmp_path)
+    in_memory = _artifact_bytes(cfg, tmp_path / "in_memory", BEAM_ARGS)
+    workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    processes = _artifact_bytes(cfg, tmp_path / "processes", ["--runner=FnApiRunner", *workers])
+    assert processes == in_memory
 
 
 def test_character_and_ratio_summaries():
