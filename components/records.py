@@ -33,7 +33,16 @@ def int_feature(values: list[int]) -> tf.train.Feature:
 def text_example(source: str, target: str) -> bytes:
     """A serialized tf.train.Example with string features `source` and `target`."""
     features = {"source": bytes_feature(source), "target": bytes_feature(target)}
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return serialize_example(tf.train.Example(features=tf.train.Features(feature=features)))
+
+
+def serialize_example(example: tf.train.Example) -> bytes:
+    """The Example's bytes, its feature map in key order.
+
+    Protobuf writes a map in hash-table order, which differs between processes (and so
+    between Beam workers): only deterministic serialization gives the same bytes every run.
+    """
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_text_example(record: bytes) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from components.records import (
     int_feature,
     parse_text_example,
     remove_spilled_runs,
+    serialize_example,
 )
 from components.stats import Histogram, summarize_histogram
 from models.tokenizer import (
@@ -96,7 +97,7 @@ class TokenizePairs(beam.DoFn):
                 "target_ids": int_feature(target_ids),
             }
             example = tf.train.Example(features=tf.train.Features(feature=features))
-            yield f"{source}\t{target}", example.SerializeToString(), source_ids, target_ids
+            yield f"{source}\t{target}", serialize_example(example), source_ids, target_ids
 
 
 def _token_stats(tokenized, split: str):
