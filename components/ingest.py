@@ -6,6 +6,8 @@ and rejected are counted per input file, so kept + rejected = read is checked, n
 Streaming end to end: input files are cut into chunks that workers read in parallel, and rows
 cross the one shuffle only inside sorted run files on disk (components/sorted_runs.py), so
 memory does not grow with the corpus. Exact duplicate pairs meet when a shard's runs are merged.
+The one table held in memory is the set of source sentences of the given validation and test
+files, for the `source_in_other_split` rule.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from components.records import remove_spilled_runs, spilled_runs_dir, stable_has
 from components.remote import localize
 from components.sorted_runs import SortedRuns, SpillSortedRuns, merge_runs
 from components.sources import (
+    InputFile,
     RawPair,
     input_files,
     read_aligned_files,  # noqa: F401  (re-exported: callers import it from here)
@@ -34,9 +37,12 @@ from components.sources import (
 )
 from components.validation import (  # noqa: F401  (normalize_text: re-exported)
     DUPLICATE,
+    SOURCE_IN_OTHER_SPLIT,
     file_of,
+    highest_split,
     normalize_text,
     origin_order,
+    other_split_keeping,
     rejection,
     split_of,
     validate_pair,
@@ -60,39 +66,69 @@ def _rules(cfg: DataConfig) -> tuple:
 
 
 class ValidatePairs(beam.DoFn):
-    """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag."""
+    """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag.
+
+    With the side input `given_sources` ({source: the highest given split it is in}), a row
+    whose source a higher-ranked split keeps is rejected as `source_in_other_split`.
+    """
 
     def __init__(self, cfg: DataConfig):
         self.rules = _rules(cfg)
 
-    def process(self, pair: RawPair):
+    def process(self, pair: RawPair, given_sources: dict[str, str] | None = None):
         result = validate_pair(pair, *self.rules)
         if isinstance(result, str):
             yield beam.pvalue.TaggedOutput(REJECTED, rejection(pair, result))
-        else:
-            yield (pair.split, *result), pair.origin
+            return
+        keeper = other_split_keeping(pair.split, given_sources or {}, result[0])
+        if keeper:
+            detail = f"the source sentence is also in the given {keeper} file"
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection(pair, SOURCE_IN_OTHER_SPLIT, detail))
+            return
+        yield (pair.split, *result), pair.origin
 
 
 class ReadPairs(beam.PTransform):
-    """Reads the configured raw corpus as RawPair elements."""
+    """Reads the configured raw corpus (or only `files` of it) as RawPair elements."""
 
-    def __init__(self, cfg: DataConfig, seed: int):
+    def __init__(self, cfg: DataConfig, seed: int, files: list[InputFile] | None = None):
         super().__init__()
         self.cfg = cfg
         self.seed = seed
+        self.files = files
 
     def expand(self, pbegin):
         if self.cfg.format == "builtin":
             pairs = builtin_corpus.generate_pairs(self.cfg.builtin_pairs, self.seed)
             rows = [RawPair(s, t, f"builtin:{i + 1}") for i, (s, t) in enumerate(pairs)]
             return pbegin | "CreatePairs" >> beam.Create(rows, reshuffle=False)
+        files = input_files(self.cfg) if self.files is None else self.files
         return (
             pbegin
-            | "InputFiles" >> beam.Create(input_files(self.cfg))
+            | "InputFiles" >> beam.Create(files)
             | "Chunks" >> beam.FlatMap(file_chunks, self.cfg.format)
             | "SpreadChunks" >> beam.Reshuffle()
             | "ReadChunks" >> beam.FlatMap(read_input, self.cfg)
         )
+
+
+def _given_sources(pipeline, cfg: DataConfig):
+    """{source: highest given split} over the valid rows of the given validation/test files."""
+    given = [file for file in input_files(cfg) if file.split]
+    if not (given and cfg.reject_source_in_other_split):
+        return None
+
+    def valid_source(pair: RawPair):
+        result = validate_pair(pair, *_rules(cfg))
+        if not isinstance(result, str):
+            yield result[0], pair.split
+
+    return (
+        pipeline
+        | "ReadGiven" >> ReadPairs(cfg, 0, given)
+        | "GivenSources" >> beam.FlatMap(valid_source)
+        | "HighestSplit" >> beam.CombinePerKey(highest_split)
+    )
 
 
 def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
@@ -183,7 +219,9 @@ def _check_inputs(cfg: DataConfig) -> None:
 def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
     """Adds the ingest steps to a Beam pipeline, writing under `out`."""
     read = pipeline | "Read" >> ReadPairs(cfg, seed)
-    validated = read | "Validate" >> beam.ParDo(ValidatePairs(cfg)).with_outputs(
+    given = _given_sources(pipeline, cfg)
+    side = {} if given is None else {"given_sources": beam.pvalue.AsDict(given)}
+    validated = read | "Validate" >> beam.ParDo(ValidatePairs(cfg), **side).with_outputs(
         REJECTED, main="kept"
     )
     written = (

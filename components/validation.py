@@ -11,7 +11,13 @@ import unicodedata
 from components.records import stable_hash
 from components.sources import RawPair
 
+# Reasons a row is rejected for, beyond the readers' own ("malformed") and "undecodable".
+SOURCE_IN_OTHER_SPLIT = "source_in_other_split"
 DUPLICATE = "duplicate"
+# Which split keeps a source sentence that occurs in several: a given test file over a given
+# validation file over the main input (whatever split its hash gives a row), so no evaluation
+# sentence is ever trained on and no test sentence is used for model selection.
+SPLIT_RANK = {"": 0, "validation": 1, "test": 2}
 
 
 def normalize_text(text: str, form: str) -> str:
@@ -69,6 +75,21 @@ def validate_pair(
     return source, target
 
 
+def other_split_keeping(source_split: str, splits_of_given_sources: dict[str, str], source: str):
+    """The split that keeps `source` instead of a row of `source_split`, or None.
+
+    `splits_of_given_sources` maps each source sentence of the given validation and test files
+    to the highest-ranked given split it occurs in.
+    """
+    other = splits_of_given_sources.get(source)
+    return other if other and SPLIT_RANK[other] > SPLIT_RANK[source_split] else None
+
+
+def highest_split(splits) -> str:
+    """The split that keeps a source sentence found in all of `splits` (see SPLIT_RANK)."""
+    return max(splits, key=SPLIT_RANK.__getitem__)
+
+
 def split_of(source: str, validation: float, test: float) -> str:
     """Deterministic split from a hash of the source sentence, so a sentence has one split."""
     position = stable_hash(source) / 2**64
@@ -88,7 +109,7 @@ def file_of(origin: str) -> str:
     return origin.rpartition(":")[0]
 
 
-def rejection(pair: RawPair, reason: str) -> dict:
+def rejection(pair: RawPair, reason: str, detail: str = "") -> dict:
     """The rejected-rows record of `pair`: reason, origin, both sides and any detail."""
 
     def show(value: bytes | str) -> str:
@@ -100,6 +121,6 @@ def rejection(pair: RawPair, reason: str) -> dict:
         "source": show(pair.source),
         "target": show(pair.target),
     }
-    if pair.detail:
-        record["detail"] = pair.detail
+    if detail or pair.detail:
+        record["detail"] = detail or pair.detail
     return record

@@ -79,6 +79,9 @@ class DataConfig:
     reject_identical: bool = True
     # An exact repeat of a pair (within one input split) adds no information, only weight.
     reject_duplicates: bool = True
+    # A source sentence also in a given test (or validation) file would leak it into training
+    # (or model selection): test keeps it over validation over the main input.
+    reject_source_in_other_split: bool = True
     # More rejected rows than this share fails the stage: the input, not its rows, is wrong.
     max_rejected_fraction: float = 0.5
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
