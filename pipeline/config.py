@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 class BeamConfig:
     # FnApiRunner runs in-process and never downloads a runner binary (DirectRunner may try Prism).
     runner: str = "FnApiRunner"
-    # in_memory is fastest for small corpora; multi_processing uses direct_num_workers cores.
+    # in_memory is fastest for small corpora; multi_processing runs direct_num_workers worker
+    # processes (0: one per CPU core), each with its own Python and TensorFlow (~0.7 GB).
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = 1
     # Passed verbatim to PipelineOptions, e.g. ["--project=p", "--region=europe-west1"].
