@@ -6,7 +6,7 @@ CONFIG ?= configs/default.yaml
 WORKDIR ?= workdir
 ARGS ?=
 
-.PHONY: run test lint format tensorboard clean bench-serve bench-train
+.PHONY: run test lint format tensorboard clean bench-serve bench-train bench-data
 
 $(VENV)/.installed: setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ bench-serve: $(VENV)/.installed
 
 bench-train: $(VENV)/.installed
 	$(PY) benchmarks/train.py
+
+bench-data: $(VENV)/.installed
+	$(PY) benchmarks/data.py

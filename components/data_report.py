@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 
 def statistics_table(stats: dict) -> str:
@@ -28,13 +29,22 @@ def statistics_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def histogram_buckets(histogram: dict[str, int]) -> np.ndarray:
+    """TensorBoard's histogram tensor ([left edge, right edge, count] rows) of integer counts.
+
+    One bucket per word count, written from the counts: expanding them into one value per row
+    (as `tf.summary.histogram` needs) would take memory that grows with the corpus.
+    """
+    rows = [[int(k), int(k) + 1, n] for k, n in sorted(histogram.items(), key=lambda i: int(i[0]))]
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
 def write_statistics_summaries(stats: dict, logdir: Path) -> None:
     """Writes the table and one word-length histogram per split and side."""
+    metadata = histogram_metadata.create_summary_metadata(display_name=None, description=None)
     with tf.summary.create_file_writer(str(logdir)).as_default():
         tf.summary.text("statistics", statistics_table(stats), step=0)
         for split, sides in stats["words"].items():
             for side, summary in sides.items():
-                lengths = np.repeat(
-                    [int(k) for k in summary["histogram"]], list(summary["histogram"].values())
-                )
-                tf.summary.histogram(f"words/{split}/{side}", lengths, step=0)
+                buckets = histogram_buckets(summary["histogram"])
+                tf.summary.write(f"words/{split}/{side}", buckets, step=0, metadata=metadata)

@@ -1,40 +1,58 @@
 """Ingest stage (Apache Beam): read raw pairs, normalize, validate, de-duplicate, split, write.
 
-Every row read ends up either in a split or in `rejected/` with a reason, so
-kept + rejected = read always holds.
+Every row read ends up either in a split or in `rejected-*.jsonl` with a reason; rows read, kept
+and rejected are counted per input file, so kept + rejected = read is checked, not assumed.
+
+Streaming end to end: input files are cut into chunks that workers read in parallel, and rows
+cross the one shuffle only inside sorted run files on disk (components/sorted_runs.py), so
+memory does not grow with the corpus. Exact duplicate pairs meet when a shard's runs are merged.
+The one table held in memory is the set of source sentences of the given validation and test
+files, for the `source_in_other_split` rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import unicodedata
+import os
 from pathlib import Path
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import builtin_corpus
+from components.chunks import file_chunks
 from components.data_report import write_statistics_summaries
-from components.records import SPLITS, WriteSortedShards, stable_hash, text_example
+from components.ingest_stats import collect_statistics, count_per, row_stats, write_stats
+from components.records import remove_spilled_runs, spilled_runs_dir, stable_hash, text_example
 from components.remote import localize
+from components.sorted_runs import SortedRuns, SpillSortedRuns, merge_runs
 from components.sources import (
+    InputFile,
     RawPair,
     input_files,
     read_aligned_files,  # noqa: F401  (re-exported: callers import it from here)
     read_input,
 )
-from components.stats import (
-    CharacterCounts,
-    Histogram,
-    summarize_characters,
-    summarize_histogram,
-    summarize_ratio,
+from components.validation import (  # noqa: F401  (normalize_text: re-exported)
+    DUPLICATE,
+    SOURCE_IN_OTHER_SPLIT,
+    file_of,
+    highest_split,
+    normalize_text,
+    origin_order,
+    other_split_keeping,
+    rejection,
+    split_of,
+    validate_pair,
 )
 from pipeline.artifacts import write_json
 from pipeline.config import DataConfig
 
 REJECTED = "rejected"
+KEPT = "kept"
+REJECTED_FILE = "rejected-00000-of-00001.jsonl"
 
 
 @dataclasses.dataclass
@@ -43,129 +61,74 @@ class IngestResult:
     rejected: dict[str, int]
 
 
-def normalize_text(text: str, form: str) -> str:
-    """Unicode normal form with runs of whitespace collapsed to one space."""
-    return " ".join(unicodedata.normalize(form, text).split())
-
-
-def _decode(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-# Control characters other than whitespace (which normalization turns into spaces) mean a
-# broken or binary row, never a sentence.
-_WHITESPACE = frozenset("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85")
-
-
-def has_control_characters(text: str) -> bool:
-    """True when `text` holds a Unicode control character (category Cc) that is not whitespace."""
-    return any(unicodedata.category(ch) == "Cc" and ch not in _WHITESPACE for ch in text)
-
-
-def validate_pair(
-    pair: RawPair,
-    form: str,
-    max_words: int,
-    max_length_ratio: float = 9.0,
-    reject_identical: bool = True,
-) -> tuple[str, str] | str:
-    """The normalized (source, target), or the reason the row is rejected.
-
-    Reasons, checked in this order: the reader's own (e.g. "malformed"), "undecodable",
-    "control_characters", "empty_source", "empty_target", "too_long", "length_ratio",
-    "identical".
-    """
-    if pair.problem:  # found while reading, e.g. "malformed"
-        return pair.problem
-    try:
-        source, target = _decode(pair.source), _decode(pair.target)
-    except UnicodeDecodeError:
-        return "undecodable"
-    if has_control_characters(source) or has_control_characters(target):
-        return "control_characters"
-    source, target = normalize_text(source, form), normalize_text(target, form)
-    if not source:
-        return "empty_source"
-    if not target:
-        return "empty_target"
-    source_words, target_words = len(source.split()), len(target.split())
-    if max(source_words, target_words) > max_words:
-        return "too_long"
-    if max(source_words, target_words) > max_length_ratio * min(source_words, target_words):
-        return "length_ratio"
-    if reject_identical and source == target:
-        return "identical"
-    return source, target
-
-
-def split_of(source: str, validation: float, test: float) -> str:
-    """Deterministic split from a hash of the source sentence, so a sentence has one split."""
-    position = stable_hash(source) / 2**64
-    if position < test:
-        return "test"
-    return "validation" if position < test + validation else "train"
-
-
-def _rejection(pair: RawPair, reason: str) -> dict:
-    def show(value: bytes | str) -> str:
-        return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
-
-    rejection = {
-        "reason": reason,
-        "origin": pair.origin,
-        "source": show(pair.source),
-        "target": show(pair.target),
-    }
-    if pair.detail:
-        rejection["detail"] = pair.detail
-    return rejection
+def _rules(cfg: DataConfig) -> tuple:
+    return cfg.unicode_form, cfg.max_words, cfg.max_length_ratio, cfg.reject_identical
 
 
 class ValidatePairs(beam.DoFn):
-    """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag."""
+    """Normalizes pairs; emits ((split, source, target), origin), rejects to a tag.
+
+    With the side input `given_sources` ({source: the highest given split it is in}), a row
+    whose source a higher-ranked split keeps is rejected as `source_in_other_split`.
+    """
 
     def __init__(self, cfg: DataConfig):
-        self.rules = (cfg.unicode_form, cfg.max_words, cfg.max_length_ratio, cfg.reject_identical)
+        self.rules = _rules(cfg)
 
-    def process(self, pair: RawPair):
+    def process(self, pair: RawPair, given_sources: dict[str, str] | None = None):
         result = validate_pair(pair, *self.rules)
         if isinstance(result, str):
-            yield beam.pvalue.TaggedOutput(REJECTED, _rejection(pair, result))
-        else:
-            yield (pair.split, *result), pair.origin
-
-
-def first_of_duplicates(item: tuple[tuple[str, str, str], list[str]]):
-    """Keeps the earliest occurrence of an exact duplicate pair; the others are rejected.
-
-    Duplicates count within one input split only: a given test file keeps its own rows.
-    """
-    (split, source, target), origins = item
-    first, *others = sorted(origins)
-    yield split, source, target
-    for origin in others:
-        rejection = _rejection(RawPair(source, target, origin), "duplicate")
-        yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection(pair, result))
+            return
+        keeper = other_split_keeping(pair.split, given_sources or {}, result[0])
+        if keeper:
+            detail = f"the source sentence is also in the given {keeper} file"
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection(pair, SOURCE_IN_OTHER_SPLIT, detail))
+            return
+        yield (pair.split, *result), pair.origin
 
 
 class ReadPairs(beam.PTransform):
-    """Reads the configured raw corpus as RawPair elements."""
+    """Reads the configured raw corpus (or only `files` of it) as RawPair elements."""
 
-    def __init__(self, cfg: DataConfig, seed: int):
+    def __init__(self, cfg: DataConfig, seed: int, files: list[InputFile] | None = None):
         super().__init__()
         self.cfg = cfg
         self.seed = seed
+        self.files = files
 
     def expand(self, pbegin):
         if self.cfg.format == "builtin":
             pairs = builtin_corpus.generate_pairs(self.cfg.builtin_pairs, self.seed)
             rows = [RawPair(s, t, f"builtin:{i + 1}") for i, (s, t) in enumerate(pairs)]
             return pbegin | "CreatePairs" >> beam.Create(rows, reshuffle=False)
+        files = input_files(self.cfg) if self.files is None else self.files
         return (
             pbegin
-            | "InputFiles" >> beam.Create(input_files(self.cfg))
-            | "ReadFiles" >> beam.FlatMap(read_input, self.cfg)
+            | "InputFiles" >> beam.Create(files)
+            | "Chunks" >> beam.FlatMap(file_chunks, self.cfg.format)
+            | "SpreadChunks" >> beam.Reshuffle()
+            | "ReadChunks" >> beam.FlatMap(read_input, self.cfg)
         )
+
+
+def _given_sources(pipeline, cfg: DataConfig):
+    """{source: highest given split} over the valid rows of the given validation/test files."""
+    given = [file for file in input_files(cfg) if file.split]
+    if not (given and cfg.reject_source_in_other_split):
+        return None
+
+    def valid_source(pair: RawPair):
+        result = validate_pair(pair, *_rules(cfg))
+        if not isinstance(result, str):
+            yield result[0], pair.split
+
+    return (
+        pipeline
+        | "ReadGiven" >> ReadPairs(cfg, 0, given)
+        | "GivenSources" >> beam.FlatMap(valid_source)
+        | "HighestSplit" >> beam.CombinePerKey(highest_split)
+    )
 
 
 def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
@@ -175,30 +138,72 @@ def _hash_fractions(cfg: DataConfig) -> tuple[float, float]:
     return validation, 0.0 if "test" in given else cfg.split.test
 
 
-def _row_measures(kv):
-    split, (source, target) = kv
-    source_words, target_words = len(source.split()), len(target.split())
-    yield ("words", split, "source"), source_words
-    yield ("words", split, "target"), target_words
-    yield ("ratio", split, ""), round(10 * target_words / source_words)
+def _shard_entry(row, num_shards: int, fractions: tuple[float, float]):
+    """(split-shard group, sort entry): a pair's copies sort together, earliest origin first."""
+    (given_split, source, target), origin = row
+    split = given_split or split_of(source, *fractions)
+    key = f"{source}\t{target}"
+    return f"{split}-{stable_hash(key) % num_shards:05d}", (key, origin_order(origin), origin)
 
 
-def _row_stats(split_rows) -> beam.PCollection:
-    """Length histograms per split and side, length-ratio histograms, character counts."""
-    lengths = (
-        split_rows
-        | "Measures" >> beam.FlatMap(_row_measures)
-        | "Histogram" >> beam.CombinePerKey(Histogram())
-        | "FormatLengths" >> beam.MapTuple(lambda key, hist: (key[0], list(key[1:]), hist))
+class WriteSplitShard(beam.DoFn):
+    """Merges one split shard's sorted runs into its TFRecord file, dropping repeated pairs.
+
+    Outputs (split, rows written); each kept row as (split, source, target, origin) to KEPT;
+    each repeat of a pair (with `reject_duplicates`) as a rejection to REJECTED.
+    """
+
+    def __init__(self, out: str, num_shards: int, reject_duplicates: bool):
+        self.out = out
+        self.num_shards = num_shards
+        self.reject_duplicates = reject_duplicates
+
+    def process(self, group_and_runs: tuple[str, list[str]]):
+        group, run_paths = group_and_runs
+        split, shard = group.rsplit("-", 1)
+        path = os.path.join(self.out, f"{split}-{shard}-of-{self.num_shards:05d}.tfrecord")
+        written, previous = 0, None
+        with tf.io.TFRecordWriter(path) as writer:
+            for key, _, origin in merge_runs(run_paths):
+                source, target = key.split("\t", 1)
+                if self.reject_duplicates and key == previous:
+                    duplicate = rejection(RawPair(source, target, origin), DUPLICATE)
+                    yield beam.pvalue.TaggedOutput(REJECTED, duplicate)
+                    continue
+                previous = key
+                writer.write(text_example(source, target))
+                written += 1
+                yield beam.pvalue.TaggedOutput(KEPT, (split, source, target, origin))
+        yield split, written
+
+
+def _rejected_entry(record: dict) -> tuple[str, tuple[str, str]]:
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    return "rejected", (origin_order(record["origin"]), line)
+
+
+def _write_lines(group_runs: tuple[str, list[str]], path: str) -> None:
+    _, run_paths = group_runs
+    with open(path, "w", encoding="utf-8") as stream:
+        for _, line in merge_runs(run_paths):
+            stream.write(line + "\n")
+
+
+def _write_rejected(streams: dict[str, beam.PCollection], out: Path) -> None:
+    """All rejected rows, sorted by origin, to one JSON-lines file (streaming, via runs)."""
+    runs_dir = spilled_runs_dir(str(out / REJECTED))
+    runs = [
+        rejected
+        | f"RejectedEntries{name}" >> beam.Map(_rejected_entry)
+        | f"SpillRejected{name}" >> beam.ParDo(SpillSortedRuns(runs_dir))
+        for name, rejected in streams.items()
+    ]
+    _ = (
+        runs
+        | "AllRejectedRuns" >> beam.Flatten()
+        | "GroupRejectedRuns" >> beam.GroupByKey()
+        | "WriteRejected" >> beam.Map(_write_lines, path=str(out / REJECTED_FILE))
     )
-    characters = (
-        split_rows
-        | "Texts"
-        >> beam.FlatMap(lambda kv: [((kv[0], "source"), kv[1][0]), ((kv[0], "target"), kv[1][1])])
-        | "Characters" >> beam.CombinePerKey(CharacterCounts())
-        | "FormatCharacters" >> beam.MapTuple(lambda key, counts: ("chars", list(key), counts))
-    )
-    return (lengths, characters) | "RowStats" >> beam.Flatten()
 
 
 def _check_inputs(cfg: DataConfig) -> None:
@@ -213,78 +218,39 @@ def _check_inputs(cfg: DataConfig) -> None:
 
 def build_ingest(pipeline, cfg: DataConfig, out: Path, seed: int) -> None:
     """Adds the ingest steps to a Beam pipeline, writing under `out`."""
-    validated = (
-        pipeline
-        | "Read" >> ReadPairs(cfg, seed)
-        | "Validate" >> beam.ParDo(ValidatePairs(cfg)).with_outputs(REJECTED, main="kept")
+    read = pipeline | "Read" >> ReadPairs(cfg, seed)
+    given = _given_sources(pipeline, cfg)
+    side = {} if given is None else {"given_sources": beam.pvalue.AsDict(given)}
+    validated = read | "Validate" >> beam.ParDo(ValidatePairs(cfg), **side).with_outputs(
+        REJECTED, main="kept"
     )
-    deduplicated = (
+    written = (
         validated.kept
-        | "GroupDuplicates" >> beam.GroupByKey()
-        | "DropDuplicates" >> beam.FlatMap(first_of_duplicates).with_outputs(REJECTED, main="kept")
+        | "ShardKey" >> beam.Map(_shard_entry, cfg.num_shards, _hash_fractions(cfg))
+        | "SortRows" >> SortedRuns(spilled_runs_dir(str(out / "rows")))
+        | "WriteShards"
+        >> beam.ParDo(
+            WriteSplitShard(str(out), cfg.num_shards, cfg.reject_duplicates)
+        ).with_outputs(REJECTED, KEPT, main="counts")
     )
-    validation, test = _hash_fractions(cfg)
-    rows = deduplicated.kept | "AssignSplit" >> beam.Map(
-        lambda row: (row[0] or split_of(row[1], validation, test), (row[1], row[2]))
-    )
-    counts = []
-    for name in SPLITS:
-        counts.append(
-            rows
-            | f"Only{name}" >> beam.Filter(lambda kv, n=name: kv[0] == n)
-            | f"Encode{name}"
-            >> beam.Map(lambda kv: (f"{kv[1][0]}\t{kv[1][1]}", text_example(kv[1][0], kv[1][1])))
-            | f"Write{name}" >> WriteSortedShards(str(out / name), cfg.num_shards)
-            | f"Sum{name}" >> beam.CombineGlobally(sum)
-            | f"Label{name}" >> beam.Map(lambda n, s=name: ("count", [s], n))
+    rejected = {"Invalid": validated[REJECTED], "Duplicate": written[REJECTED]}
+    _write_rejected(rejected, out)
+    stats = [
+        count_per(read, "FilesRead", lambda pair: file_of(pair.origin), "files", "read"),
+        count_per(written[KEPT], "FilesKept", lambda row: file_of(row[3]), "files", "kept"),
+        written.counts
+        | "SumSplits" >> beam.CombinePerKey(sum)
+        | "LabelSplits" >> beam.MapTuple(lambda split, n: ("count", [split], n)),
+        row_stats(written[KEPT] | "SplitRows" >> beam.Map(lambda row: (row[0], row[1:3]))),
+    ]
+    for name, rows in rejected.items():
+        stats.append(count_per(rows, f"Reasons{name}", lambda r: r["reason"], "rejected"))
+        stats.append(
+            count_per(
+                rows, f"FilesRejected{name}", lambda r: file_of(r["origin"]), "files", "rejected"
+            )
         )
-    rejected = (validated[REJECTED], deduplicated[REJECTED]) | "AllRejected" >> beam.Flatten()
-    _ = (
-        rejected
-        | "RejectedJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
-        | "WriteRejected"
-        >> beam.io.WriteToText(str(out / "rejected"), file_name_suffix=".jsonl", num_shards=1)
-    )
-    reasons = (
-        rejected
-        | "Reasons" >> beam.Map(lambda r: r["reason"])
-        | "CountReasons" >> beam.combiners.Count.PerElement()
-        | "LabelReasons" >> beam.MapTuple(lambda reason, n: ("rejected", [reason], n))
-    )
-    stats = [*counts, reasons, _row_stats(rows)]
-    _ = (
-        stats
-        | "AllStats" >> beam.Flatten()
-        | "StatsJson" >> beam.Map(json.dumps)
-        | "WriteStats"
-        >> beam.io.WriteToText(str(out / "_stats"), file_name_suffix=".jsonl", num_shards=1)
-    )
-
-
-def _collect_statistics(out: Path) -> dict:
-    stats: dict = {
-        "count": {s: 0 for s in SPLITS},
-        "rejected": {},
-        "words": {},
-        "length_ratio": {},
-        "characters": {},
-    }
-    for path in sorted(out.glob("_stats*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            kind, key, value = json.loads(line)
-            if kind == "words":
-                stats["words"].setdefault(key[0], {})[key[1]] = summarize_histogram(value)
-            elif kind == "ratio":
-                stats["length_ratio"][key[0]] = summarize_ratio(value)
-            elif kind == "chars":
-                stats["characters"].setdefault(key[0], {})[key[1]] = summarize_characters(value)
-            else:
-                stats[kind][key[0]] = value
-        path.unlink()
-    stats["kept"] = sum(stats["count"].values())
-    stats["rejected_total"] = sum(stats["rejected"].values())
-    stats["read"] = stats["kept"] + stats["rejected_total"]
-    return stats
+    write_stats(stats, out)
 
 
 def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> IngestResult:
@@ -293,7 +259,9 @@ def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> In
     _check_inputs(cfg)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         build_ingest(pipeline, cfg, out, seed)
-    stats = _collect_statistics(out)
+    remove_spilled_runs(out)
+    (out / REJECTED_FILE).touch()  # present, if empty, when no row was rejected
+    stats = collect_statistics(out)
     write_json(out / "statistics.json", stats)
     write_statistics_summaries(stats, out / "logs")
     _check_rejected_fraction(stats, cfg.max_rejected_fraction)

@@ -47,11 +47,17 @@ class RawPair:
 
 @dataclasses.dataclass(frozen=True)
 class InputFile:
-    """One file to read and the split its rows are."""
+    """One file (or a chunk of one, components/chunks.py) to read and the split its rows are."""
 
     path: str
     split: str = ""  # "validation" or "test" for a given split's file; "" = assigned by hash
     target_path: str = ""  # format text only: the file line-aligned with `path`
+    # A chunk: the lines after `first_line` lines of the file, starting at byte `offset` (and at
+    # `target_offset` in the target file), `max_lines` of them (None: to the end of the file).
+    first_line: int = 0
+    offset: int = 0
+    target_offset: int = 0
+    max_lines: int | None = None
 
 
 def open_binary(path: str) -> IO[bytes]:
@@ -63,16 +69,25 @@ def _unreadable(origin: str, split: str, error: object) -> RawPair:
     return RawPair(b"", b"", origin, split, MALFORMED, f"file unreadable from here: {error}")
 
 
-def read_aligned_files(paths: tuple[str, str, str]) -> Iterator[RawPair]:
+def read_aligned_files(
+    paths: tuple[str, str, str],
+    offsets: tuple[int, int] = (0, 0),
+    first_line: int = 0,
+    max_lines: int | None = None,
+) -> Iterator[RawPair]:
     """Yields line pairs of two line-aligned files; a line without a partner is yielded with b"".
 
-    `paths` is (source file, target file, split the rows belong to or "").
+    `paths` is (source file, target file, split the rows belong to or ""). A chunk starts at byte
+    `offsets` of the two files, after `first_line` lines, and holds `max_lines` lines at most.
     """
     source_path, target_path, split = paths
     name = Path(source_path).name
-    line = 0
+    line = first_line
+    end = None if max_lines is None else first_line + max_lines
     with open_binary(source_path) as sources, open_binary(target_path) as targets:
-        while True:
+        _seek(sources, offsets[0])
+        _seek(targets, offsets[1])
+        while line != end:
             try:
                 source, target = sources.readline(), targets.readline()
             except _READ_ERRORS as error:
@@ -85,25 +100,30 @@ def read_aligned_files(paths: tuple[str, str, str]) -> Iterator[RawPair]:
             yield RawPair(source, target, f"{name}:{line}", split)
 
 
-def _read_lines(
-    path: str, split: str, parse: Callable[[bytes, str, str], RawPair]
-) -> Iterator[RawPair]:
-    """parse(line without its line end, origin, split) for each line of a text file."""
-    name = Path(path).name
-    number = 0
-    with open_binary(path) as stream:
-        while True:
+def _seek(stream: IO[bytes], offset: int) -> None:
+    if offset:  # only plain files are cut into chunks; gzip streams are read from the start
+        stream.seek(offset)
+
+
+def _read_lines(file: InputFile, parse: Callable[[bytes, str, str], RawPair]) -> Iterator[RawPair]:
+    """parse(line without its line end, origin, split) for each line of a text file (chunk)."""
+    name = Path(file.path).name
+    number = file.first_line
+    end = None if file.max_lines is None else file.first_line + file.max_lines
+    with open_binary(file.path) as stream:
+        _seek(stream, file.offset)
+        while number != end:
             try:
                 line = stream.readline()
             except _READ_ERRORS as error:
-                yield _unreadable(f"{name}:{number + 1}", split, error)
+                yield _unreadable(f"{name}:{number + 1}", file.split, error)
                 return
             if not line:
                 return
             number += 1
             if number == 1:
                 line = line.removeprefix(codecs.BOM_UTF8)
-            yield parse(line.rstrip(b"\r\n"), f"{name}:{number}", split)
+            yield parse(line.rstrip(b"\r\n"), f"{name}:{number}", file.split)
 
 
 def _pick_columns(
@@ -121,14 +141,14 @@ def _pick_columns(
 
 
 def read_tsv(
-    path: str, source_column: int = 0, target_column: int = 1, split: str = ""
+    path: str | InputFile, source_column: int = 0, target_column: int = 1, split: str = ""
 ) -> Iterator[RawPair]:
     """Rows of a tab-separated file, one per line, without quoting (the Anki/Tatoeba format)."""
 
     def parse(line: bytes, origin: str, split: str) -> RawPair:
         return _pick_columns(line.split(b"\t"), source_column, target_column, origin, split)
 
-    return _read_lines(path, split, parse)
+    return _read_lines(_as_input_file(path, split), parse)
 
 
 def read_csv(
@@ -205,14 +225,18 @@ def _json_pair(
 
 
 def read_jsonl(
-    path: str, source_field: str = "source", target_field: str = "target", split: str = ""
+    path: str | InputFile, source_field: str = "source", target_field: str = "target", split=""
 ) -> Iterator[RawPair]:
     """Rows of a file with one JSON object per line; the two fields must hold strings."""
 
     def parse(line: bytes, origin: str, split: str) -> RawPair:
         return _json_pair(line, origin, split, source_field, target_field)
 
-    return _read_lines(path, split, parse)
+    return _read_lines(_as_input_file(path, split), parse)
+
+
+def _as_input_file(path: str | InputFile, split: str) -> InputFile:
+    return path if isinstance(path, InputFile) else InputFile(path, split)
 
 
 def _example_pair(
@@ -264,14 +288,17 @@ def read_tfrecord(
 
 
 def read_input(file: InputFile, cfg: DataConfig) -> Iterator[RawPair]:
-    """The rows of one input file in the format `cfg.format`."""
+    """The rows of one input file (or chunk of a text, TSV or JSONL file) in `cfg.format`."""
     if cfg.format == "text":
-        return read_aligned_files((file.path, file.target_path, file.split))
-    if cfg.format in ("tsv", "csv"):
-        read = read_tsv if cfg.format == "tsv" else read_csv
-        return read(file.path, cfg.source_column, cfg.target_column, file.split)
+        paths = (file.path, file.target_path, file.split)
+        offsets = (file.offset, file.target_offset)
+        return read_aligned_files(paths, offsets, file.first_line, file.max_lines)
+    if cfg.format == "tsv":
+        return read_tsv(file, cfg.source_column, cfg.target_column)
+    if cfg.format == "csv":
+        return read_csv(file.path, cfg.source_column, cfg.target_column, file.split)
     if cfg.format == "jsonl":
-        return read_jsonl(file.path, cfg.source_field, cfg.target_field, file.split)
+        return read_jsonl(file, cfg.source_field, cfg.target_field)
     if cfg.format == "tfrecord":
         return read_tfrecord(file.path, cfg.source_feature, cfg.target_feature, file.split)
     raise ValueError(f"data.format={cfg.format} is not read from files")

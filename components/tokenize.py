@@ -15,7 +15,14 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.records import SPLITS, WriteSortedShards, int_feature, parse_text_example
+from components.records import (
+    SPLITS,
+    WriteSortedShards,
+    int_feature,
+    parse_text_example,
+    remove_spilled_runs,
+    serialize_example,
+)
 from components.stats import Histogram, summarize_histogram
 from models.tokenizer import (
     UNK_ID,
@@ -93,7 +100,7 @@ class TokenizePairs(beam.DoFn):
                 "target_ids": int_feature(target_ids),
             }
             example = tf.train.Example(features=tf.train.Features(feature=features))
-            yield f"{source}\t{target}", example.SerializeToString(), source_ids, target_ids
+            yield f"{source}\t{target}", serialize_example(example), source_ids, target_ids
 
 
 def _token_stats(tokenized, split: str):
@@ -136,6 +143,7 @@ def tokenize_splits(
             | "WriteStats"
             >> beam.io.WriteToText(str(out / "_token_stats"), file_name_suffix=".jsonl")
         )
+    remove_spilled_runs(out)
 
 
 def _collect_token_stats(out: Path) -> dict:

@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 class BeamConfig:
     # FnApiRunner runs in-process and never downloads a runner binary (DirectRunner may try Prism).
     runner: str = "FnApiRunner"
-    # in_memory is fastest for small corpora; multi_processing uses direct_num_workers cores.
+    # in_memory is fastest for small corpora; multi_processing runs direct_num_workers worker
+    # processes (0: one per CPU core), each with its own Python and TensorFlow (~0.7 GB).
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = 1
     # Passed verbatim to PipelineOptions, e.g. ["--project=p", "--region=europe-west1"].
@@ -77,6 +78,11 @@ class DataConfig:
     max_length_ratio: float = 9.0
     # A "translation" equal to its source is usually untranslated text.
     reject_identical: bool = True
+    # An exact repeat of a pair (within one input split) adds no information, only weight.
+    reject_duplicates: bool = True
+    # A source sentence also in a given test (or validation) file would leak it into training
+    # (or model selection): test keeps it over validation over the main input.
+    reject_source_in_other_split: bool = True
     # More rejected rows than this share fails the stage: the input, not its rows, is wrong.
     max_rejected_fraction: float = 0.5
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)

@@ -62,7 +62,12 @@ def _export(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args: 
     )
 
 
-_COMMON = ("components.records", "components.stats", "pipeline.artifacts")
+_COMMON = (
+    "components.records",
+    "components.sorted_runs",
+    "components.stats",
+    "pipeline.artifacts",
+)
 _MODEL = (
     "models.tokenizer",
     "models.transformer",
@@ -84,6 +89,9 @@ STAGES = [
         lambda c: {**to_dict(c.data), "seed": c.seed if c.data.format == "builtin" else None},
         _modules(
             "components.ingest",
+            "components.ingest_stats",
+            "components.validation",
+            "components.chunks",
             "components.sources",
             "components.remote",
             "components.data_report",

@@ -1,5 +1,6 @@
 """Ingest: exact splits, counts and rejection reasons on small known inputs."""
 
+import dataclasses
 import gzip
 import json
 import unicodedata
@@ -11,8 +12,10 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from components import chunks, sorted_runs
 from components.ingest import (
     REJECTED,
+    REJECTED_FILE,
     RawPair,
     TooManyRejectedError,
     ValidatePairs,
@@ -138,6 +141,10 @@ def test_ingest_text_files_exact_counts(tmp_path):
     table = tf.make_ndarray(tags["statistics"].tensor).item().decode()
     assert "| duplicate | 2 |" in table and "| total | 6 of 46 read |" in table
     assert {"words/train/source", "words/test/target"} <= set(tags)
+    # Every kept pair has 5 words a side: one histogram bucket, [5, 6), holding all train rows.
+    assert tf.make_ndarray(tags["words/train/source"].tensor).tolist() == [
+        [5.0, 6.0, len(expected["train"])]
+    ]
     assert stats["words"]["train"]["source"]["max"] == 5
     # Every kept pair has 5 words a side: ratio 1.0 everywhere.
     assert stats["length_ratio"]["train"] == {"p5": 1.0, "p50": 1.0, "p95": 1.0, "mean": 1.0}
@@ -169,33 +176,117 @@ def test_ingest_is_byte_identical_across_runs(tmp_path):
     assert sum(len(_read_split(tmp_path / "a", s)) for s in ("train", "validation", "test")) == 300
 
 
-def test_given_test_files_are_the_test_split(tmp_path):
+def _write_pair_files(directory, name: str, rows: list[tuple[str, str]]) -> tuple[str, str]:
+    return (
+        _write_lines(directory / f"{name}.en", [s.encode() for s, _ in rows]),
+        _write_lines(directory / f"{name}.de", [t.encode() for _, t in rows]),
+    )
+
+
+@pytest.mark.parametrize("reject_source_in_other_split", [True, False])
+def test_given_test_files_are_the_test_split(tmp_path, reject_source_in_other_split):
     main = [(f"main {i} .", f"haupt {i} .") for i in range(30)]
     given = [(f"given {i} .", f"gegeben {i} .") for i in range(5)] + [("main 0 .", "haupt 0 .")]
-    paths = {}
-    for name, rows in (("train", main), ("test", given)):
-        paths[name] = (
-            _write_lines(tmp_path / f"{name}.en", [s.encode() for s, _ in rows]),
-            _write_lines(tmp_path / f"{name}.de", [t.encode() for _, t in rows]),
-        )
+    train_files = _write_pair_files(tmp_path, "train", main)
+    test_files = _write_pair_files(tmp_path, "test", given)
     cfg = DataConfig(
         format="text",
-        source_path=paths["train"][0],
-        target_path=paths["train"][1],
-        test_source_path=paths["test"][0],
-        test_target_path=paths["test"][1],
+        source_path=train_files[0],
+        target_path=train_files[1],
+        test_source_path=test_files[0],
+        test_target_path=test_files[1],
         split=SplitConfig(validation=0.2, test=0.5),
+        reject_source_in_other_split=reject_source_in_other_split,
     )
     out = tmp_path / "out"
     out.mkdir()
     result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
-    # The test file is the whole test split, even a row also present in the main file;
-    # the main file's rows go to train or validation only (data.split.test does not apply).
+    # The test file is the whole test split; the main file's rows go to train or validation
+    # only (data.split.test does not apply). "main 0 ." hashes to train.
     assert sorted(_read_split(out, "test")) == sorted(given)
     expected_validation = [p for p in main if split_of(p[0], 0.2, 0.0) == "validation"]
+    assert ("main 0 .", "haupt 0 .") not in expected_validation
     assert sorted(_read_split(out, "validation")) == sorted(expected_validation)
-    assert result.counts["train"] == 30 - len(expected_validation)
-    assert result.rejected == {}
+    if not reject_source_in_other_split:  # the old behaviour: the pair is in train and test
+        assert result.counts["train"] == 30 - len(expected_validation)
+        assert result.rejected == {}
+        return
+    # Its copy in the main file would leak the test sentence into training.
+    assert result.counts["train"] == 30 - len(expected_validation) - 1
+    assert result.rejected == {"source_in_other_split": 1}
+    assert _read_rejected(out) == [
+        {
+            "reason": "source_in_other_split",
+            "origin": "train.en:1",
+            "source": "main 0 .",
+            "target": "haupt 0 .",
+            "detail": "the source sentence is also in the given test file",
+        }
+    ]
+
+
+def test_a_source_in_several_splits_stays_in_the_highest(tmp_path):
+    """Test file over validation file over the main input, compared after normalization."""
+    cafe = unicodedata.normalize("NFD", "Café time .")  # the main file's decomposed form
+    fillers = [(f"row {i} .", f"zeile {i} .") for i in range(5)]
+    main = [
+        ("A dog runs .", "Ein Hund rennt ."),  # also in test (with other spacing): rejected
+        ("A cat sleeps .", "Eine Katze schläft ."),  # also in validation: rejected
+        ("A bird sings .", "Ein Vogel singt ."),  # also in validation and test: rejected
+        (cafe, "Kaffeezeit ."),  # also in test, there composed: rejected
+        ("A fish swims .", "Ein Fisch schwimmt ."),  # its test row is invalid: kept
+        *fillers,
+    ]
+    validation = [
+        ("A cat sleeps .", "Die Katze schläft ."),
+        ("A bird sings .", "Ein Vogel singt ."),  # also in test: rejected
+        ("val only .", "nur val ."),
+    ]
+    test = [
+        ("A  dog runs .", "Ein Hund läuft ."),
+        ("A bird sings .", "Ein Vogel singt ."),
+        ("Café time .", "Kaffeezeit ."),
+        ("A fish swims .", ""),  # empty_target
+    ]
+    paths = {n: _write_pair_files(tmp_path, n, r) for n, r in (("m", main), ("v", validation))}
+    paths["t"] = _write_pair_files(tmp_path, "t", test)
+    cfg = DataConfig(
+        format="text",
+        source_path=paths["m"][0],
+        target_path=paths["m"][1],
+        validation_source_path=paths["v"][0],
+        validation_target_path=paths["v"][1],
+        test_source_path=paths["t"][0],
+        test_target_path=paths["t"][1],
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    assert sorted(_read_split(out, "train")) == sorted([main[4], *fillers])
+    assert sorted(_read_split(out, "validation")) == sorted([validation[0], validation[2]])
+    assert sorted(_read_split(out, "test")) == sorted(
+        [("A dog runs .", "Ein Hund läuft ."), test[1], test[2]]
+    )
+    assert result.rejected == {"source_in_other_split": 5, "empty_target": 1}
+    in_test, in_validation = (
+        ("source_in_other_split", f"the source sentence is also in the given {split} file")
+        for split in ("test", "validation")
+    )
+    assert [(r["origin"], r["reason"], r.get("detail")) for r in _read_rejected(out)] == [
+        ("m.en:1", *in_test),
+        ("m.en:2", *in_validation),
+        ("m.en:3", *in_test),
+        ("m.en:4", *in_test),
+        ("t.en:4", "empty_target", None),
+        ("v.en:2", *in_test),
+    ]
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["files"] == {
+        "m.en": {"read": 10, "kept": 6, "rejected": 4},
+        "t.en": {"read": 4, "kept": 3, "rejected": 1},
+        "v.en": {"read": 3, "kept": 2, "rejected": 1},
+    }
+    assert stats["read"] == 17 and stats["kept"] == 11 and stats["rejected_total"] == 6
 
 
 def test_ingest_tsv_anki_file_exact_counts(tmp_path):
@@ -215,6 +306,7 @@ def test_ingest_tsv_anki_file_exact_counts(tmp_path):
     assert result.rejected == {"malformed": 2, "duplicate": 1, "undecodable": 1}
     stats = json.loads((out / "statistics.json").read_text())
     assert stats["read"] == 44 and stats["kept"] == 40
+    assert stats["files"] == {"fra.txt": {"read": 44, "kept": 40, "rejected": 4}}
     rejected = sorted((r["origin"], r["reason"], r.get("detail")) for r in _read_rejected(out))
     assert rejected == [
         ("fra.txt:41", "malformed", "no column 1: the row has 1"),
@@ -248,18 +340,26 @@ def test_ingest_jsonl_with_given_test_file(tmp_path):
     assert sorted(_read_split(out, "test")) == sorted(given)
     expected_validation = [p for p in main if split_of(p[0], 0.2, 0.0) == "validation"]
     assert sorted(_read_split(out, "validation")) == sorted(expected_validation)
-    assert sorted(_read_split(out, "train")) == sorted(set(main) - set(expected_validation))
+    # "main 0 ." (in train by its hash) is also in the test file: only the test split keeps it.
+    kept_main = set(main) - set(expected_validation) - {("main 0 .", "haupt 0 .")}
+    assert sorted(_read_split(out, "train")) == sorted(kept_main)
     assert result.counts == {
-        "train": 30 - len(expected_validation),
+        "train": 29 - len(expected_validation),
         "validation": len(expected_validation),
         "test": 6,
     }
-    assert result.rejected == {"malformed": 3}
-    assert sorted(r["origin"] for r in _read_rejected(out)) == [
-        "test.jsonl.gz:7",
-        "train.jsonl:31",
-        "train.jsonl:32",
+    assert result.rejected == {"malformed": 3, "source_in_other_split": 1}
+    assert [(r["origin"], r["reason"]) for r in _read_rejected(out)] == [
+        ("test.jsonl.gz:7", "malformed"),
+        ("train.jsonl:1", "source_in_other_split"),
+        ("train.jsonl:31", "malformed"),
+        ("train.jsonl:32", "malformed"),
     ]
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["files"] == {
+        "test.jsonl.gz": {"read": 7, "kept": 6, "rejected": 1},
+        "train.jsonl": {"read": 32, "kept": 29, "rejected": 3},
+    }
 
 
 def test_ingest_stops_before_beam_when_a_glob_matches_nothing(tmp_path):
@@ -301,10 +401,14 @@ MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
 
 @pytest.mark.skipif(not (MULTI30K / "train.en").is_file(), reason="needs ../shared/data/multi30k")
 def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
-    english = (MULTI30K / "train.en").read_text(encoding="utf-8").splitlines()[:3000]
-    german = (MULTI30K / "train.de").read_text(encoding="utf-8").splitlines()[:3000]
-    clean = [(e.encode(), g.encode()) for e, g in zip(english, german)]
+    english = (MULTI30K / "train.en").read_text(encoding="utf-8").splitlines()
+    german = (MULTI30K / "train.de").read_text(encoding="utf-8").splitlines()
+    clean = [(e.encode(), g.encode()) for e, g in zip(english[:3000], german[:3000])]
     n = len(clean) // 100  # 1% of the corpus per kind
+    # A given test file of n later pairs whose English is not in the clean rows.
+    clean_sources = {e for e, _ in clean}
+    test = [(e.encode(), g.encode()) for e, g in zip(english[3000:], german[3000:])]
+    test = [pair for pair in test if pair[0] not in clean_sources][:n]
     bad = {
         "empty_source": [(b"", g) for _, g in clean[:n]],
         "empty_target": [(e, b"  ") for e, _ in clean[:n]],
@@ -314,6 +418,8 @@ def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
         "length_ratio": [(e, g.split()[0]) for e, g in clean[:n] if len(e.split()) > 9],
         "identical": [(e, e) for e, _ in clean[:n]],
         "duplicate": clean[n : 2 * n],
+        # A test sentence (spaced differently) in the training file: it would leak into training.
+        "source_in_other_split": [(e.replace(b" ", b"  "), g) for e, g in test],
     }
     rows = list(clean)
     for injected in bad.values():
@@ -322,6 +428,8 @@ def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
         format="text",
         source_path=_write_lines(tmp_path / "m.en", [s for s, _ in rows]),
         target_path=_write_lines(tmp_path / "m.de", [t for _, t in rows]),
+        test_source_path=_write_lines(tmp_path / "t.en", [s for s, _ in test]),
+        test_target_path=_write_lines(tmp_path / "t.de", [t for _, t in test]),
         max_words=40,
     )
     out = tmp_path / "out"
@@ -330,9 +438,67 @@ def test_real_corpus_with_one_percent_of_each_bad_kind(tmp_path):
     expected = {reason: len(injected) for reason, injected in bad.items()}
     assert all(count > 0 for count in expected.values())
     assert result.rejected == expected
+    assert result.counts["test"] == len(test) == n
     stats = json.loads((out / "statistics.json").read_text())
-    assert stats["read"] == len(rows)
-    assert stats["kept"] == len(clean) and stats["kept"] + stats["rejected_total"] == stats["read"]
+    assert stats["read"] == len(rows) + len(test)
+    assert stats["kept"] == len(clean) + len(test)
+    assert stats["files"]["m.en"] == {
+        "read": len(rows),
+        "kept": len(clean),
+        "rejected": sum(expected.values()),
+    }
+
+
+def _corpus_with_duplicates(directory) -> DataConfig:
+    """60 pairs, then every fourth repeated: duplicates land in other chunks and runs."""
+    pairs = [(f"pair {i} .", f"paar {i} .") for i in range(60)]
+    pairs += pairs[::4]
+    return DataConfig(
+        format="text",
+        source_path=_write_lines(directory / "d.en", [s.encode() for s, _ in pairs]),
+        target_path=_write_lines(directory / "d.de", [t.encode() for _, t in pairs]),
+        split=SplitConfig(validation=0.2, test=0.2),
+        num_shards=3,
+    )
+
+
+def _artifact_bytes(cfg, out, beam_args) -> dict[str, bytes]:
+    out.mkdir()
+    ingest(cfg, out=out, seed=0, beam_args=beam_args)
+    return {
+        p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".tfrecord", ".jsonl")
+    } | {"statistics.json": (out / "statistics.json").read_bytes()}
+
+
+def test_chunk_and_spill_sizes_do_not_change_the_output(tmp_path, monkeypatch):
+    cfg = _corpus_with_duplicates(tmp_path)
+    whole = _artifact_bytes(cfg, tmp_path / "whole", BEAM_ARGS)
+    monkeypatch.setattr(chunks, "LINES_PER_CHUNK", 7)
+    monkeypatch.setattr(sorted_runs, "SPILL_BYTES", 1)  # one run per row
+    assert _artifact_bytes(cfg, tmp_path / "spilled", BEAM_ARGS) == whole
+    assert not (tmp_path / "spilled" / "_runs").exists()
+    rejected = [json.loads(line) for line in whole[REJECTED_FILE].decode().splitlines()]
+    # The earliest copy is kept: the rejected ones are lines 61-75, in line order.
+    assert [(r["reason"], r["origin"]) for r in rejected] == [
+        ("duplicate", f"d.en:{line}") for line in range(61, 76)
+    ]
+
+
+def test_duplicates_can_be_kept(tmp_path):
+    cfg = dataclasses.replace(_corpus_with_duplicates(tmp_path), reject_duplicates=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    assert sum(result.counts.values()) == 75 and result.rejected == {}
+    assert sum(len(_read_split(out, split)) for split in result.counts) == 75
+
+
+def test_multi_process_runner_writes_the_same_bytes(tmp_path):
+    cfg = _corpus_with_duplicates(tmp_path)
+    in_memory = _artifact_bytes(cfg, tmp_path / "in_memory", BEAM_ARGS)
+    workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    processes = _artifact_bytes(cfg, tmp_path / "processes", ["--runner=FnApiRunner", *workers])
+    assert processes == in_memory
 
 
 def test_character_and_ratio_summaries():
