@@ -27,6 +27,23 @@ def read_text_pairs(examples: Path, split: str, limit: int) -> list[tuple[str, s
     return pairs
 
 
+class _OnceAtTrainBegin(keras.callbacks.Callback):
+    """Training runs one `fit` per epoch, so `on_train_begin` comes once per epoch: subclasses
+    put what belongs once per run in `write_once`."""
+
+    def __init__(self):
+        super().__init__()
+        self.written = False
+
+    def on_train_begin(self, logs=None):
+        if not self.written:
+            self.written = True
+            self.write_once()
+
+    def write_once(self) -> None:
+        raise NotImplementedError
+
+
 class EpochSummaries(keras.callbacks.Callback):
     """Each epoch: BLEU on fixed validation sentences, sample translations, tokens per second.
 
@@ -88,7 +105,7 @@ def heatmap(weights: np.ndarray, cell: int = 8) -> np.ndarray:
     return np.kron(rgb, np.ones((cell, cell, 1))).astype(np.uint8)
 
 
-class AttentionImages(keras.callbacks.Callback):
+class AttentionImages(_OnceAtTrainBegin):
     """Each epoch: cross-attention heatmaps (target tokens x source tokens) per layer.
 
     Teacher-forced on the reference, averaged over heads, for a few fixed validation pairs;
@@ -108,13 +125,8 @@ class AttentionImages(keras.callbacks.Callback):
             for s, t in zip(self.source, self.target)
         ]
         self.writer = tf.summary.create_file_writer(str(logdir / "attention"))
-        self.wrote_tokens = False
 
-    def on_train_begin(self, logs=None):
-        # Training runs one `fit` per epoch: write the token lists once.
-        if self.wrote_tokens:
-            return
-        self.wrote_tokens = True
+    def write_once(self):
         with self.writer.as_default():
             for i, (source, target) in enumerate(self.labels):
                 text = (
@@ -137,7 +149,7 @@ class AttentionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-class HParams(keras.callbacks.Callback):
+class HParams(_OnceAtTrainBegin):
     """Records the run's config in TensorBoard's HParams dashboard, so runs can be compared."""
 
     def __init__(self, hparams: dict, logdir: Path):
@@ -147,12 +159,8 @@ class HParams(keras.callbacks.Callback):
             k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()
         }
         self.logdir = logdir
-        self.written = False
 
-    def on_train_begin(self, logs=None):
-        if self.written:
-            return
-        self.written = True
+    def write_once(self):
         with tf.summary.create_file_writer(str(self.logdir)).as_default():
             hparams_api.hparams(self.hparams)
 
@@ -198,19 +206,15 @@ class GradientNorm(keras.callbacks.Callback):
             logs["gradient_norm"] = self.total / self.count
 
 
-class ModelGraph(keras.callbacks.Callback):
+class ModelGraph(_OnceAtTrainBegin):
     """The model's forward graph (source and target ids in, logits out) in TensorBoard's
     Graphs dashboard, written once to `logs/train`."""
 
     def __init__(self, logdir: Path):
         super().__init__()
         self.logdir = logdir
-        self.written = False
 
-    def on_train_begin(self, logs=None):
-        if self.written:
-            return
-        self.written = True
+    def write_once(self):
         model = self.model
         spec = tf.TensorSpec([None, None], tf.int64)
 
