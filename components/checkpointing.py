@@ -74,14 +74,18 @@ def save_state(directory: Path, model, position: Position, *, with_metrics: bool
             arrays[f"{group}/{i}"] = np.asarray(variable.numpy())
     meta = {"position": dataclasses.asdict(position), "shapes": shapes}
     arrays[_META] = np.array(json.dumps(meta))
-    final = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.tmp-{os.getpid()}"
+    return _write_atomically(directory / STATE_FILE, arrays)
+
+
+def _write_atomically(final: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """An npz file written to a temporary name, fsynced, then renamed over `final`."""
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
-    dir_fd = os.open(directory, os.O_RDONLY)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -122,7 +126,7 @@ def load_state(directory: Path) -> SavedState | None:
     """The last complete state in `directory`, or None; leftover temporary files are removed."""
     if not directory.is_dir():
         return None
-    for leftover in directory.glob(f".{STATE_FILE}.tmp-*"):
+    for leftover in directory.glob(".*.npz.tmp-*"):
         leftover.unlink()
     path = directory / STATE_FILE
     return SavedState(path) if path.is_file() else None
@@ -205,3 +209,54 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.position = position
         self.last_saved = position.global_step
         self.saves += 1
+
+
+def _epoch_weights_path(directory: Path, epoch: int) -> Path:
+    return directory / f"weights-epoch-{epoch:04d}.npz"
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """Saves the model's weights at the end of each of the last `count` of `epochs` epochs, for
+    `average_epoch_weights`. Each file is written atomically; a resumed run rewrites an epoch's
+    file with the same values. Keep it before StepCheckpoint, so an epoch counts as done only
+    once its weights are on disk."""
+
+    def __init__(self, directory: Path, epochs: int, count: int):
+        super().__init__()
+        self.directory = directory
+        self.first = epochs - count
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.first:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            arrays = {str(i): np.asarray(v.numpy()) for i, v in enumerate(self.model.variables)}
+            _write_atomically(_epoch_weights_path(self.directory, epoch + 1), arrays)
+
+
+def average_epoch_weights(directory: Path, model, epochs: list[int]) -> None:
+    """Sets the model's floating-point variables to their mean over the weights EpochWeights
+    saved after `epochs` (1-based); integer variables (seed-generator states) keep their
+    values. Averaging the last checkpoints is how Vaswani et al. (2017) made their final
+    models."""
+    variables = list(model.variables)
+    floating = [i for i, v in enumerate(variables) if "float" in str(v.dtype)]
+    sums = {i: np.zeros(variables[i].shape, np.float64) for i in floating}
+    for epoch in epochs:
+        path = _epoch_weights_path(directory, epoch)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the weights of epoch {epoch} were not saved")
+        with np.load(path, allow_pickle=False) as data:
+            if len(data.files) != len(variables):
+                raise ValueError(
+                    f"{path} holds {len(data.files)} arrays, the model {len(variables)}"
+                )
+            for i in floating:
+                value = data[str(i)]
+                if value.shape != tuple(variables[i].shape):
+                    raise ValueError(
+                        f"{path}: array {i} has shape {value.shape}, the model "
+                        f"{tuple(variables[i].shape)}"
+                    )
+                sums[i] += value
+    for i in floating:
+        variables[i].assign((sums[i] / len(epochs)).astype(variables[i].dtype))

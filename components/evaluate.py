@@ -41,15 +41,23 @@ def load_translator(model_dir: Path, tokenizer_dir: Path, decoding: DecodingConf
     )
 
 
-def translate_all(translator: Translator, sources: list[str], batch_size: int) -> list[str]:
+# evaluate.search -> the Translator method and the SavedModel signature it is served as.
+SEARCHES = {"greedy": ("translate", "serving_default"), "beam": ("translate_beam", "beam_search")}
+
+
+def translate_all(
+    translator: Translator, sources: list[str], batch_size: int, search: str = "greedy"
+) -> list[str]:
     """Translations of `sources`, in order, batched; sorted by length inside to pad little."""
+    method, signature = SEARCHES[search]
+    translate = getattr(translator, method)
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outputs: list[str] = [""] * len(sources)
-    progress = Progress("translate test split", total=len(sources))
+    progress = Progress(f"translate test split ({signature})", total=len(sources))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = tf.constant([sources[i] for i in chunk])
-        for i, text in zip(chunk, translator.translate(batch)["translation"].numpy()):
+        for i, text in zip(chunk, translate(batch)["translation"].numpy()):
             outputs[i] = text.decode("utf-8")
         progress.update(len(chunk))
     progress.close()
@@ -74,6 +82,10 @@ def score(hypotheses: list[str], references: list[str]) -> dict:
     }
 
 
+def _headline(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("bleu", "chrf", "exact_match")}
+
+
 def evaluate(
     cfg: EvaluateConfig,
     *,
@@ -83,14 +95,23 @@ def evaluate(
     model: Path,
     out: Path,
 ) -> EvaluateResult:
-    """Decodes the test split of `examples` with the trained `model`; writes metrics.json."""
+    """Decodes the test split of `examples` with the trained `model`; writes metrics.json.
+
+    The scores at its top level are those of `cfg.search`'s signature (named in `signature`);
+    with `cfg.score_both`, `by_signature` holds both signatures' scores.
+    """
     pairs = read_split(examples, "test")
     if not pairs:
         raise ValueError(f"the test split in {examples} is empty: raise data.split.test")
     translator = load_translator(model, tokenized, decoding)
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
-    hypotheses = translate_all(translator, sources, cfg.batch_size)
-    metrics = score(hypotheses, references)
+    hypotheses = translate_all(translator, sources, cfg.batch_size, cfg.search)
+    metrics = {**score(hypotheses, references), "signature": SEARCHES[cfg.search][1]}
+    if cfg.score_both:
+        metrics["by_signature"] = {metrics["signature"]: _headline(metrics)}
+        for other in SEARCHES.keys() - {cfg.search}:
+            outputs = translate_all(translator, sources, cfg.batch_size, other)
+            metrics["by_signature"][SEARCHES[other][1]] = _headline(score(outputs, references))
     write_json(out / "metrics.json", metrics)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for source, reference, hypothesis in zip(sources, references, hypotheses):

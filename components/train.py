@@ -12,7 +12,9 @@ import keras
 import tensorflow as tf
 
 from components.checkpointing import (
+    EpochWeights,
     StepCheckpoint,
+    average_epoch_weights,
     build_metrics,
     epoch_seed,
     load_state,
@@ -50,6 +52,9 @@ class TrainResult:
     parameters: int
     final: dict[str, float]
     seconds: float
+    # With train.average_last_epochs > 1: which epochs, and the averaged model's validation
+    # metrics (`final` holds the last epoch's own).
+    averaged: dict | None = None
 
 
 def architecture(cfg: TrainConfig) -> dict[str, int]:
@@ -103,6 +108,8 @@ def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, se
     # records them; the checkpoint (whose history becomes history.json) and the progress line
     # come last so they see everything, validation BLEU included.
     gradient_norm = GradientNorm(logdir)
+    averaging = cfg.average_last_epochs > 1
+    epoch_weights = [EpochWeights(out / CHECKPOINT_DIR, cfg.epochs, cfg.average_last_epochs)]
     return [
         ModelGraph(logdir),
         gradient_norm,
@@ -110,6 +117,7 @@ def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, se
         EpochSummaries(translator, pairs, cfg, logdir),
         AttentionImages(tokenizer, pairs[: cfg.num_attention_images], logdir),
         HParams(hparams, logdir),
+        *(epoch_weights if averaging else []),
         StepCheckpoint(
             out / CHECKPOINT_DIR, cfg.checkpoint_every_steps, resume, stateful=[gradient_norm]
         ),
@@ -167,11 +175,23 @@ def train(
     if resume is not None and start.epoch >= cfg.epochs:
         # Killed after the last epoch's save: only the weights and optimizer are needed.
         restore_weights(resume, model)
+    averaged = None
+    if cfg.average_last_epochs > 1:
+        epochs = list(range(cfg.epochs - cfg.average_last_epochs + 1, cfg.epochs + 1))
+        average_epoch_weights(out / CHECKPOINT_DIR, model, epochs)
+        scores = model.evaluate(validation_data, verbose=0, return_dict=True)
+        averaged = {"epochs": epochs, **{f"val_{k}": float(v) for k, v in scores.items()}}
+        print(
+            f"final weights: the mean of epochs {epochs[0]}-{epochs[-1]} "
+            f"(validation loss {averaged['val_loss']:.4f}, last epoch's "
+            f"{checkpoint.position.history['val_loss'][-1]:.4f})",
+            flush=True,
+        )
     seconds = time.perf_counter() - started
     model.save(out / MODEL_FILE)
     history = checkpoint.position.history
     final = {k: v[-1] for k, v in history.items()}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    result = TrainResult(cfg.epochs, int(model.count_params()), final, round(seconds, 2))
+    result = TrainResult(cfg.epochs, int(model.count_params()), final, round(seconds, 2), averaged)
     write_json(out / "train_result.json", dataclasses.asdict(result))
     return result

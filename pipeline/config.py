@@ -137,6 +137,9 @@ class TrainConfig:
     # Target tokens per batch: batches of short sentences hold more sentences.
     batch_tokens: int = 2048
     epochs: int = 8
+    # The final model is the mean of the weights at the end of the last this many epochs, as
+    # Vaswani et al. (2017) averaged their last checkpoints (1: the last epoch's weights).
+    average_last_epochs: int = 1
     # Vaswani et al. (2017) schedule: linear warmup, then inverse square root decay.
     warmup_steps: int = 400
     shuffle_buffer: int = 20000
@@ -168,6 +171,11 @@ class DecodingConfig:
 @dataclasses.dataclass
 class EvaluateConfig:
     batch_size: int = 256
+    # Which served signature the test split is scored with: "greedy" (`serving_default`) or
+    # "beam" (`beam_search`, decoding.beam_size and decoding.length_penalty). The other one's
+    # scores are in metrics.json too when `score_both` is set.
+    search: Literal["greedy", "beam"] = "greedy"
+    score_both: bool = False
 
 
 @dataclasses.dataclass
@@ -294,6 +302,11 @@ def _check_consistency(config: PipelineConfig) -> None:
                 f"train.preset={train.preset} sets {', '.join(clashing)}: "
                 "remove those keys or use train.preset=custom"
             )
+    if not 1 <= train.average_last_epochs <= train.epochs:
+        raise ConfigError(
+            f"train.average_last_epochs={train.average_last_epochs}: use 1 to train.epochs "
+            f"({train.epochs})"
+        )
     if train.share_embeddings and not config.tokenizer.shared_vocab:
         raise ConfigError("train.share_embeddings needs tokenizer.shared_vocab: true")
     tok = config.tokenizer

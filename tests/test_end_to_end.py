@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.train import MODEL_FILE  # also registers the model's classes for loading
 from models.tokenizer import TranslationTokenizer
 
 pytestmark = pytest.mark.slow
@@ -196,10 +199,19 @@ def test_second_run_is_cached_and_reproducible(first_run, tmp_path):
 
 
 def test_sentencepiece_pipeline_exports_a_servable_model(tmp_path):
-    # Two epochs: enough for non-empty translations, which the export's check requires.
-    overrides = ("tokenizer.kind=sentencepiece_unigram", "train.epochs=2")
+    # Two epochs: enough for non-empty translations, which the export's check requires. The
+    # final weights are the mean of both epochs', and the test split is scored with beam search.
+    overrides = (
+        "tokenizer.kind=sentencepiece_unigram",
+        "train.epochs=2",
+        "train.average_last_epochs=2",
+        "evaluate.search=beam",
+        "evaluate.score_both=true",
+    )
     summary = _run(tmp_path / "workdir", *overrides)
     assert {s["status"] for s in summary["stages"].values()} == {"ran"}
+    _check_averaged_weights(Path(summary["stages"]["train"]["artifact_dir"]), epochs=(1, 2))
+    _check_beam_scores(summary)
     vocab = Path(summary["stages"]["tokenize"]["artifact_dir"]) / "vocab"
     export_dir = Path(summary["stages"]["export"]["artifact_dir"])
     ops = json.loads((export_dir / "op_report.json").read_text())
@@ -219,3 +231,36 @@ def test_sentencepiece_pipeline_exports_a_servable_model(tmp_path):
     lengths = out["lengths"].numpy().tolist()
     served_ids = [row[:n] for row, n in zip(out["token_ids"].numpy().tolist(), lengths)]
     assert served_ids == expected
+
+
+def _check_averaged_weights(train_dir: Path, epochs) -> None:
+    """model.keras holds the mean of the epochs' saved float weights."""
+    model = keras.saving.load_model(train_dir / MODEL_FILE, safe_mode=True)
+    saved = [np.load(train_dir / "checkpoints" / f"weights-epoch-{e:04d}.npz") for e in epochs]
+    compared = 0
+    for i, variable in enumerate(model.variables):
+        if "float" in str(variable.dtype):
+            mean = sum(s[str(i)].astype(np.float64) for s in saved) / len(saved)
+            np.testing.assert_allclose(variable.numpy(), mean, rtol=0, atol=1e-6)
+            compared += 1
+    assert compared > 10
+    # The two epochs did differ, so this was an average and not a copy of either.
+    assert not np.array_equal(saved[0]["0"], saved[1]["0"])
+    averaged = json.loads((train_dir / "train_result.json").read_text())["averaged"]
+    assert averaged["epochs"] == list(epochs) and math.isfinite(averaged["val_loss"])
+
+
+def _check_beam_scores(summary: dict) -> None:
+    """Headline scores are the beam_search signature's; greedy's are reported beside them;
+    the predictions are what the served beam_search signature outputs."""
+    metrics = summary["metrics"]
+    assert metrics["signature"] == "beam_search"
+    both = metrics["by_signature"]
+    assert set(both) == {"beam_search", "serving_default"}
+    assert both["beam_search"]["bleu"] == metrics["bleu"]
+    assert both["beam_search"]["chrf"] == metrics["chrf"]
+    predictions = Path(summary["stages"]["evaluate"]["artifact_dir"]) / "predictions.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()[:4]]
+    served = tf.saved_model.load(summary["serving_model_dir"]).signatures["beam_search"]
+    out = served(text=tf.constant([r["source"] for r in rows]))["translation"].numpy()
+    assert [t.decode() for t in out] == [r["translation"] for r in rows]

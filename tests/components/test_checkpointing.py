@@ -6,7 +6,9 @@ import pytest
 
 from components.checkpointing import (
     STATE_FILE,
+    EpochWeights,
     Position,
+    average_epoch_weights,
     epoch_seed,
     load_state,
     save_state,
@@ -80,3 +82,38 @@ def test_epoch_seeds_differ_per_epoch_and_repeat_per_run():
     assert len(set(seeds)) == 50
     assert seeds == [epoch_seed(0, e) for e in range(50)]
     assert epoch_seed(1, 0) != epoch_seed(0, 0)
+
+
+def test_last_epochs_weights_are_saved_and_averaged_exactly(tmp_path):
+    model = _trained(seed=1, steps=1)
+    variables = list(model.variables)
+    floating = [v for v in variables if "float" in str(v.dtype)]
+    integer = [v for v in variables if "float" not in str(v.dtype)]
+    assert floating and integer  # the dropout seed generators' states are integers
+    saver = EpochWeights(tmp_path, epochs=5, count=3)
+    saver.set_model(model)
+    # Epoch e (1-based) ends with every float weight equal to e and the RNG state at 10 * e.
+    for epoch in range(5):
+        for v in floating:
+            v.assign(np.full(v.shape, epoch + 1.0, "float32"))
+        for v in integer:
+            v.assign(np.full(v.shape, 10 * (epoch + 1), v.dtype))
+        saver.on_epoch_end(epoch)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"weights-epoch-000{e}.npz" for e in (3, 4, 5)]
+
+    average_epoch_weights(tmp_path, model, [3, 4, 5])
+    for v in floating:
+        np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 4.0, "float32"))
+    # Integer variables are not averaged: they keep the model's current (last) values.
+    for v in integer:
+        np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 50, v.dtype))
+    average_epoch_weights(tmp_path, model, [4, 5])
+    np.testing.assert_array_equal(floating[0].numpy(), np.full(floating[0].shape, 4.5))
+
+    with pytest.raises(FileNotFoundError, match="weights of epoch 2 were not saved"):
+        average_epoch_weights(tmp_path, model, [2, 3])
+    keras.utils.set_random_seed(0)
+    bigger = build_model(TrainConfig(num_layers=2, d_model=16, num_heads=2, dff=32), 30, 40)
+    with pytest.raises(ValueError, match="holds .* arrays, the model"):
+        average_epoch_weights(tmp_path, bigger, [3])

@@ -30,6 +30,9 @@ def test_int_is_accepted_for_float():
         ("data.format=parquet", "data.format: 'parquet' is not one of"),
         ("train.epochs", "expected KEY=VALUE"),
         ("train=3", "train: expected a mapping"),
+        ("train.average_last_epochs=0", "average_last_epochs=0: use 1 to train.epochs"),
+        ("train.average_last_epochs=9", r"average_last_epochs=9: use 1 to train.epochs \(8\)"),
+        ("evaluate.search=sampling", "evaluate.search: 'sampling' is not one of"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
