@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from components.records import (
     SPLITS,
@@ -54,19 +58,39 @@ def _read_split(pipeline, examples: Path, split: str):
     )
 
 
+class CountWordsInBundle(beam.DoFn):
+    """((side, word), count) for each distinct word of a bundle's pairs, emitted when the bundle
+    ends: one element per distinct word and bundle instead of one per word. Its memory is one
+    bundle's vocabulary."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def setup(self):
+        self.split = word_splitter(self.kind)
+
+    def start_bundle(self):
+        self.counts: Counter = Counter()
+
+    def process(self, pair: tuple[str, str]):
+        for side, text in zip(SIDES, pair):
+            self.counts.update((side, word) for word in self.split(text))
+
+    def finish_bundle(self):
+        for key, count in self.counts.items():
+            yield WindowedValue((key, count), MIN_TIMESTAMP, [GlobalWindow()])
+        self.counts = Counter()
+
+
 def count_words_in_beam(
     examples: Path, out: Path, beam_args: list[str], kind: str
 ) -> dict[str, dict]:
     """{side: {word: count}} over the train split, words as `kind` splits them, in Beam."""
-    split = word_splitter(kind)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         _ = (
             _read_split(pipeline, examples, "train")
-            | "Words"
-            >> beam.FlatMap(
-                lambda pair: [(side, w) for side, text in zip(SIDES, pair) for w in split(text)]
-            )
-            | "Count" >> beam.combiners.Count.PerElement()
+            | "CountInBundle" >> beam.ParDo(CountWordsInBundle(kind))
+            | "Count" >> beam.CombinePerKey(sum)
             | "Json" >> beam.Map(lambda kv: json.dumps([kv[0][0], kv[0][1], kv[1]]))
             | "Write" >> beam.io.WriteToText(str(out / "_word_counts"), file_name_suffix=".jsonl")
         )

@@ -9,7 +9,7 @@ import tensorflow as tf
 from components.ingest import ingest
 from components.input_pipeline import load_token_pairs
 from components.records import parse_text_example, shard_paths
-from components.tokenize import SIDES, tokenize
+from components.tokenize import SIDES, count_words_in_beam, tokenize
 from models.tokenizer import (
     UNK_ID,
     TranslationTokenizer,
@@ -122,3 +122,22 @@ def test_loaded_tokenizer_normalizes_as_the_stage_did(examples, tmp_path):
     assert folded == plain
     nfc = TranslationTokenizer.from_directory(tmp_path / "vocab", "NFC")
     assert nfc.source.tokenize(tf.constant(["ﬁne Ｘ"])).to_list()[0] != plain
+
+
+@pytest.mark.parametrize(
+    "beam_args",
+    [
+        BEAM_ARGS,
+        ["--runner=FnApiRunner", "--direct_running_mode=multi_processing"]
+        + ["--direct_num_workers=2"],
+    ],
+    ids=["in_process", "two_worker_processes"],
+)
+def test_word_counts_from_beam_equal_a_direct_count(examples, tmp_path, beam_args):
+    # Counted per bundle, then summed per word: the totals must be exact whatever the bundles.
+    pairs = _texts(examples, "train")
+    counts = count_words_in_beam(examples, tmp_path, beam_args, "wordpiece")
+    assert counts["source"] == dict(count_words(s for s, _ in pairs))
+    assert counts["target"] == dict(count_words(t for _, t in pairs))
+    assert sum(counts["source"].values()) > len(pairs)
+    assert not list(tmp_path.glob("_word_counts*"))
