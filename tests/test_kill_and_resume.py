@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 from components.checkpointing import STATE_FILE, SavedState
+from components.train import MODEL_FILE  # also registers the model's classes for loading
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +29,10 @@ _ARGS = [
     "train.epochs=4",
     "--set",
     f"train.checkpoint_every_steps={EVERY}",
+    # The final model averages all four epochs: epoch 1's weights are saved by the run that
+    # is killed and must be picked up by the resumed one.
+    "--set",
+    "train.average_last_epochs=4",
 ]
 
 
@@ -75,6 +81,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         time.sleep(0.02)
     assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it was killed"
     assert not (killed / "summary.json").exists()  # nothing was published
+    staged = [p.name for p in (killed / "artifacts" / "train").glob(".partial-*/checkpoints/*")]
+    assert "weights-epoch-0001.npz" in staged and "weights-epoch-0002.npz" not in staged
 
     resumed = subprocess.run(_command(killed), capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -92,4 +100,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     for a, b in zip(_weights(expected), _weights(got), strict=True):
         np.testing.assert_array_equal(a, b)
     result = json.loads((got / "train_result.json").read_text())
-    assert result["final"] == json.loads((expected / "train_result.json").read_text())["final"]
+    expected_result = json.loads((expected / "train_result.json").read_text())
+    assert result["final"] == expected_result["final"]
+    assert result["averaged"] == expected_result["averaged"]
+    assert result["averaged"]["epochs"] == [1, 2, 3, 4]
+    # The averaged final models are identical too.
+    models = [keras.saving.load_model(d / MODEL_FILE, safe_mode=True) for d in (expected, got)]
+    assert len(models[0].weights) == len(models[1].weights) > 0
+    for a, b in zip(models[0].weights, models[1].weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
