@@ -229,7 +229,8 @@ class EpochWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch >= self.first:
             self.directory.mkdir(parents=True, exist_ok=True)
-            arrays = {str(i): np.asarray(v.numpy()) for i, v in enumerate(self.model.variables)}
+            variables = variable_groups(self.model)["model"]
+            arrays = {str(i): np.asarray(v.numpy()) for i, v in enumerate(variables)}
             _write_atomically(_epoch_weights_path(self.directory, epoch + 1), arrays)
 
 
@@ -238,7 +239,7 @@ def average_epoch_weights(directory: Path, model, epochs: list[int]) -> None:
     saved after `epochs` (1-based); integer variables (seed-generator states) keep their
     values. Averaging the last checkpoints is how Vaswani et al. (2017) made their final
     models."""
-    variables = list(model.variables)
+    variables = variable_groups(model)["model"]
     floating = [i for i, v in enumerate(variables) if "float" in str(v.dtype)]
     sums = {i: np.zeros(variables[i].shape, np.float64) for i in floating}
     for epoch in epochs:

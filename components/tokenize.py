@@ -79,7 +79,6 @@ class CountWordsInBundle(beam.DoFn):
     def finish_bundle(self):
         for key, count in self.counts.items():
             yield WindowedValue((key, count), MIN_TIMESTAMP, [GlobalWindow()])
-        self.counts = Counter()
 
 
 def count_words_in_beam(

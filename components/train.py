@@ -108,8 +108,11 @@ def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, se
     # records them; the checkpoint (whose history becomes history.json) and the progress line
     # come last so they see everything, validation BLEU included.
     gradient_norm = GradientNorm(logdir)
-    averaging = cfg.average_last_epochs > 1
-    epoch_weights = [EpochWeights(out / CHECKPOINT_DIR, cfg.epochs, cfg.average_last_epochs)]
+    epoch_weights = (
+        [EpochWeights(out / CHECKPOINT_DIR, cfg.epochs, cfg.average_last_epochs)]
+        if cfg.average_last_epochs > 1
+        else []
+    )
     return [
         ModelGraph(logdir),
         gradient_norm,
@@ -117,7 +120,7 @@ def _callbacks(cfg: TrainConfig, model, tokenizer, examples: Path, out: Path, se
         EpochSummaries(translator, pairs, cfg, logdir),
         AttentionImages(tokenizer, pairs[: cfg.num_attention_images], logdir),
         HParams(hparams, logdir),
-        *(epoch_weights if averaging else []),
+        *epoch_weights,
         StepCheckpoint(
             out / CHECKPOINT_DIR, cfg.checkpoint_every_steps, resume, stateful=[gradient_norm]
         ),
