@@ -8,7 +8,11 @@ produced by this pipeline's ingest and tokenize stages (cached under benchmarks/
 process, one after the other:
 - naive: 64 sentences per batch in file order after a shuffle, padded to the batch maximum,
   no XLA, one step per tf.function call;
-- full: length buckets with token-budget batches (`train.batch_tokens`), `steps_per_execution`.
+- full: length buckets with token-budget batches (`train.batch_tokens`), `steps_per_execution`,
+  XLA (`jit_compile`) with batches padded to their bucket's bound so XLA compiles one program
+  per bucket, and the hash dropout masks XLA needs on a CPU (models/dropout.py);
+- full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
+  show what XLA adds on this machine.
 Reported: non-padding target tokens per second, the pad fraction of target positions, and
 the model's achieved FLOP/s as a share of a float32 matmul timed on this machine.
 Writes benchmarks/results/train.json.
@@ -138,7 +142,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--steps-per-execution", type=int, default=4)
-    parser.add_argument("--jit", action="store_true", help="full config with XLA, fixed shapes")
+    parser.add_argument(
+        "--no-jit", dest="jit", action="store_false", help="full config without XLA"
+    )
+    parser.add_argument(
+        "--skip-no-xla", action="store_true", help="skip the full_no_xla comparison case"
+    )
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = parser.parse_args()
@@ -162,23 +171,40 @@ def main() -> int:
         "naive", model, naive_batches(pairs, 64, 0), args.steps, args.warmup
     )
 
-    full_cfg = TrainConfig(
-        preset=args.preset,
-        batch_tokens=args.batch_tokens,
-        steps_per_execution=args.steps_per_execution,
-        jit_compile="true" if args.jit else "auto",
-        pad_to_buckets=args.jit,
-    )
-    keras.utils.set_random_seed(0)
-    model = build_model(full_cfg, *sizes)
-    full_data = make_batches(pairs, full_cfg, shuffle_seed=0)
-    results["full"] = run_case("full", model, full_data, args.steps, args.warmup)
+    def full_config(jit: bool) -> TrainConfig:
+        return TrainConfig(
+            preset=args.preset,
+            batch_tokens=args.batch_tokens,
+            steps_per_execution=args.steps_per_execution,
+            jit_compile="true" if jit else "false",
+            pad_to_buckets=jit,
+        )
+
+    cases = [("full", args.jit)]
+    if args.jit and not args.skip_no_xla:
+        cases.append(("full_no_xla", False))
+    for name, jit in cases:
+        full_cfg = full_config(jit)
+        keras.utils.set_random_seed(0)
+        model = build_model(full_cfg, *sizes)
+        if bool(model.jit_compile) != jit:
+            raise RuntimeError(f"{name}: Keras resolved jit_compile to {model.jit_compile}")
+        full_data = make_batches(pairs, full_cfg, shuffle_seed=0)
+        results[name] = run_case(name, model, full_data, args.steps, args.warmup)
+        if name == "full":
+            full_model = model
 
     results["speedup"] = round(
         results["full"]["tokens_per_s"] / results["naive"]["tokens_per_s"], 2
     )
+    if "full_no_xla" in results:
+        results["xla_speedup"] = round(
+            results["full"]["tokens_per_s"] / results["full_no_xla"]["tokens_per_s"], 2
+        )
     results["matmul_flops_per_s"] = round(matmul_flops_per_s())
-    results["model_flops_per_s"] = round(flops_per_token(model) * results["full"]["tokens_per_s"])
+    results["model_flops_per_s"] = round(
+        flops_per_token(full_model) * results["full"]["tokens_per_s"]
+    )
     results["model_flops_share"] = round(
         results["model_flops_per_s"] / results["matmul_flops_per_s"], 4
     )

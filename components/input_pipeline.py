@@ -50,15 +50,16 @@ def make_batches(
         pairs = pairs.shuffle(cfg.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     bounds = bucket_boundaries(cfg.max_length)
     batch_sizes = [max(1, cfg.batch_tokens // b) for b in bounds]
-    # Padding to the bucket bound (and dropping each bucket's last partial batch) leaves one
-    # shape per bucket, so XLA compiles a handful of programs instead of one per batch.
-    fixed_shapes = cfg.pad_to_buckets and shuffle_seed is not None
+    # Padding to the bucket bound leaves one sequence length per bucket, so XLA compiles a
+    # handful of programs instead of one per batch. Training batches also drop each bucket's
+    # last partial batch (one shape per bucket); unshuffled (validation) batches keep it (two
+    # shapes per bucket at most), so every sentence is scored.
     batches = pairs.bucket_by_sequence_length(
         element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
         bucket_boundaries=bounds[:-1],
         bucket_batch_sizes=batch_sizes,
-        pad_to_bucket_boundary=fixed_shapes,
-        drop_remainder=fixed_shapes,
+        pad_to_bucket_boundary=cfg.pad_to_buckets,
+        drop_remainder=cfg.pad_to_buckets and shuffle_seed is not None,
     )
 
     def to_model_inputs(source, target):

@@ -31,6 +31,7 @@ from components.train_callbacks import (
     StepProgress,
     read_text_pairs,
 )
+from models.dropout import use_hash_masks
 from models.losses import MaskedAccuracy, MaskedCrossEntropy, MaskedPerplexity, TargetTokens
 from models.optimizers import NormTrackingAdam
 from models.presets import preset_architecture
@@ -55,6 +56,8 @@ class TrainResult:
     # With train.average_last_epochs > 1: which epochs, and the averaged model's validation
     # metrics (`final` holds the last epoch's own).
     averaged: dict | None = None
+    # Whether the training step was compiled with XLA (train.jit_compile, as Keras resolved it).
+    jit_compile: bool = False
 
 
 def architecture(cfg: TrainConfig) -> dict[str, int]:
@@ -95,6 +98,8 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
         steps_per_execution=cfg.steps_per_execution,
     )
     model.build()
+    # XLA's CPU lowering of TensorFlow's random ops is slow; hash masks are nearly free there.
+    use_hash_masks(model, bool(model.jit_compile))
     return model
 
 
@@ -195,6 +200,13 @@ def train(
     history = checkpoint.position.history
     final = {k: v[-1] for k, v in history.items()}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    result = TrainResult(cfg.epochs, int(model.count_params()), final, round(seconds, 2), averaged)
+    result = TrainResult(
+        cfg.epochs,
+        int(model.count_params()),
+        final,
+        round(seconds, 2),
+        averaged,
+        bool(model.jit_compile),
+    )
     write_json(out / "train_result.json", dataclasses.asdict(result))
     return result

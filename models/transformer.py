@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.dropout import Dropout
 from models.positional_embedding import PositionalEmbedding
 from models.transformer_layers import TransformerDecoderBlock, TransformerEncoderBlock
 
@@ -101,7 +102,7 @@ class Transformer(keras.Model):
                 target_vocab_size, d_model, max_length, positional, name="target_embedding"
             )
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout)
+        self.embedding_dropout = Dropout(dropout)
         self.encoder_blocks = [
             TransformerEncoderBlock(**block_args, name=f"encoder_{i}") for i in range(num_layers)
         ]

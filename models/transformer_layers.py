@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.dropout import Dropout, MultiHeadAttention
+
 
 def _attend(attention, x, key, value, mask):
     """Attention of `x` over already projected keys and values (the cached path).
@@ -27,7 +29,7 @@ def _feed_forward(d_model, dff, dropout, name):
         [
             keras.layers.Dense(dff, activation="relu"),
             keras.layers.Dense(d_model),
-            keras.layers.Dropout(dropout),
+            Dropout(dropout),
         ],
         name=name,
     )
@@ -45,7 +47,7 @@ class _Block(keras.layers.Layer):
         self.norm_first = norm_first
 
     def _attention(self, name):
-        return keras.layers.MultiHeadAttention(
+        return MultiHeadAttention(
             self.num_heads, self.d_model // self.num_heads, dropout=self.dropout, name=name
         )
 
@@ -83,7 +85,7 @@ class TransformerEncoderBlock(_Block):
         self.self_attention.build(input_shape, input_shape)
         self.feed_forward = _feed_forward(self.d_model, self.dff, self.dropout, "feed_forward")
         self.feed_forward.build(input_shape)
-        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.attention_dropout = Dropout(self.dropout)
         self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm1")
         self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm2")
         self.norm1.build(input_shape)
@@ -113,8 +115,8 @@ class TransformerDecoderBlock(_Block):
         self.cross_attention.build(x_shape, memory_shape)
         self.feed_forward = _feed_forward(self.d_model, self.dff, self.dropout, "feed_forward")
         self.feed_forward.build(x_shape)
-        self.dropout1 = keras.layers.Dropout(self.dropout)
-        self.dropout2 = keras.layers.Dropout(self.dropout)
+        self.dropout1 = Dropout(self.dropout)
+        self.dropout2 = Dropout(self.dropout)
         self.norms = [
             keras.layers.LayerNormalization(epsilon=1e-6, name=f"norm{i + 1}") for i in range(3)
         ]

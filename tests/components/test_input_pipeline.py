@@ -40,3 +40,18 @@ def test_pad_to_buckets_gives_fixed_shapes():
     # One shape per bucket: (64 // bound, bound - 1); the last partial batch is dropped.
     assert shapes <= {(8, 7), (5, 11), (4, 15), (3, 19), (3, 20)}
     assert len(shapes) <= 4
+
+
+def test_pad_to_buckets_keeps_every_unshuffled_pair():
+    lengths = [3, 5, 7, 9, 11, 13] * 20
+    cfg = TrainConfig(max_length=20, batch_tokens=64, pad_to_buckets=True)
+    batches = list(make_batches(_pairs(lengths), cfg, shuffle_seed=None).as_numpy_iterator())
+    # Validation keeps each bucket's last partial batch: all 120 pairs, bucket-bound lengths.
+    assert sum(len(y) for _, y in batches) == len(lengths)
+    assert {x["source"].shape[1] for x, _ in batches} == {7, 11, 15}
+    for x, _ in batches:
+        assert x["source"].shape[0] <= 64 // (x["source"].shape[1] + 1)
+    real = sorted(
+        int(np.count_nonzero(x["source"][i])) for x, _ in batches for i in range(len(x["source"]))
+    )
+    assert real == sorted(lengths)

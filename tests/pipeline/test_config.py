@@ -16,6 +16,12 @@ def test_defaults_and_overrides():
     assert cfg.data.split.validation == 0.05  # untouched keys keep the file's value
 
 
+def test_yaml_booleans_are_accepted_for_true_false_choices():
+    cfg = load_config(None, ["train.jit_compile=true", "train.deterministic=false"])
+    assert cfg.train.jit_compile == "true"
+    assert load_config(None, ["train.jit_compile=false"]).train.jit_compile == "false"
+
+
 def test_int_is_accepted_for_float():
     assert load_config(None, ["train.dropout=0"]).train.dropout == 0.0
 
@@ -33,6 +39,7 @@ def test_int_is_accepted_for_float():
         ("train.average_last_epochs=0", "average_last_epochs=0: use 1 to train.epochs"),
         ("train.average_last_epochs=9", r"average_last_epochs=9: use 1 to train.epochs \(8\)"),
         ("evaluate.search=sampling", "evaluate.search: 'sampling' is not one of"),
+        ("train.jit_compile=true", "jit_compile=true needs train.deterministic: false"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
