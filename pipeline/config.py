@@ -126,8 +126,8 @@ class TrainConfig:
     # auto: float32 on CPU (bfloat16 is slower there), mixed_float16 on GPU, bfloat16 on TPU.
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     # XLA: "auto" compiles on GPU/TPU only (Keras' rule). "true" needs deterministic: false;
-    # on the 2-core CPU it trains the tutorial preset about 1.2x faster with pad_to_buckets
-    # (make bench-train), using hash dropout masks (models/dropout.py).
+    # on the 2-core CPU, with pad_to_buckets, it trained the tutorial preset 1.07x faster in
+    # make bench-train, using hash dropout masks (models/dropout.py).
     jit_compile: Literal["auto", "true", "false"] = "auto"
     # Training steps per tf.function call: fewer Python round trips per step.
     steps_per_execution: int = 1
