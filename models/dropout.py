@@ -56,6 +56,8 @@ def hash_keep_mask(shape, rate: float, seed):
 
 def hash_dropout(inputs, rate: float, seed_generator, noise_shape=None):
     """Inverted dropout with a hash mask: kept values scaled by 1 / (1 - rate)."""
+    if rate >= 1.0:
+        return ops.zeros_like(inputs)  # as Keras' dropout does; nothing is kept to scale
     shape = ops.shape(inputs) if noise_shape is None else noise_shape
     keep = hash_keep_mask(shape, rate, seed_generator.next())
     scaled = ops.divide(inputs, ops.cast(1.0 - rate, inputs.dtype))

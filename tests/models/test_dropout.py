@@ -81,6 +81,7 @@ def test_hash_dropout_scales_kept_values():
     out = ops.convert_to_numpy(hash_dropout(x, 0.25, generator))
     keep = _mask((8, 5), 0.25, seed)
     np.testing.assert_allclose(out, np.where(keep, x / 0.75, 0.0), rtol=1e-6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(hash_dropout(x, 1.0, generator)), 0.0)
     # The generator advanced: the next call draws another mask.
     again = ops.convert_to_numpy(hash_dropout(x, 0.25, generator))
     assert not np.array_equal(again != 0, out != 0)
