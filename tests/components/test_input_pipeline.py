@@ -55,3 +55,12 @@ def test_pad_to_buckets_keeps_every_unshuffled_pair():
         int(np.count_nonzero(x["source"][i])) for x, _ in batches for i in range(len(x["source"]))
     )
     assert real == sorted(lengths)
+
+
+def test_batches_run_without_tf_data_autotuning():
+    # Autotuning's optimization thread made dropping an iterator wait up to 60 s.
+    cfg = TrainConfig(max_length=20, batch_tokens=64)
+    for seed in (None, 3):
+        assert (
+            make_batches(_pairs([3, 5]), cfg, shuffle_seed=seed).options().autotune.enabled is False
+        )
