@@ -54,30 +54,25 @@ def hash_keep_mask(shape, rate: float, seed):
     return ops.reshape(ops.greater_equal(h, threshold), shape)
 
 
-def hash_dropout(inputs, rate: float, seed_generator, noise_shape=None):
+def hash_dropout(inputs, rate: float, seed_generator):
     """Inverted dropout with a hash mask: kept values scaled by 1 / (1 - rate)."""
     if rate >= 1.0:
         return ops.zeros_like(inputs)  # as Keras' dropout does; nothing is kept to scale
-    shape = ops.shape(inputs) if noise_shape is None else noise_shape
-    keep = hash_keep_mask(shape, rate, seed_generator.next())
+    keep = hash_keep_mask(ops.shape(inputs), rate, seed_generator.next())
     scaled = ops.divide(inputs, ops.cast(1.0 - rate, inputs.dtype))
     return ops.where(keep, scaled, ops.zeros_like(inputs))
 
 
 @keras.saving.register_keras_serializable(package="translation")
 class Dropout(keras.layers.Dropout):
-    """`keras.layers.Dropout` that draws hash masks once `use_hash_masks` switched it over."""
+    """`keras.layers.Dropout` that draws hash masks once `use_hash_masks` switched it over
+    (not with a `noise_shape`, which this model does not use: that stays Keras' dropout)."""
 
     hash_masks = False
 
     def call(self, inputs, training=False):
-        if training and self.rate > 0 and self.hash_masks:
-            noise_shape = None
-            if self.noise_shape is not None:
-                noise_shape = tuple(
-                    ops.shape(inputs)[i] if d is None else d for i, d in enumerate(self.noise_shape)
-                )
-            return hash_dropout(inputs, self.rate, self.seed_generator, noise_shape)
+        if training and self.rate > 0 and self.hash_masks and self.noise_shape is None:
+            return hash_dropout(inputs, self.rate, self.seed_generator)
         return super().call(inputs, training=training)
 
 
