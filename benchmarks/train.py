@@ -123,7 +123,11 @@ def _as_dataset(batches):
         {k: tf.TensorSpec([None, None], v.dtype) for k, v in x.items()},
         tf.TensorSpec([None, None], y.dtype),
     )
-    return tf.data.Dataset.from_generator(generator, output_signature=spec)
+    # As in training (components.input_pipeline): without autotuning, dropping a dataset's
+    # iterator cannot stall on tf.data's optimization thread inside a timed case.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.from_generator(generator, output_signature=spec).with_options(options)
 
 
 def flops_per_token(model) -> float:
@@ -142,6 +146,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--steps-per-execution", type=int, default=4)
+    parser.add_argument(
+        "--pack-length",
+        type=int,
+        default=64,
+        help="full configs: tokens per packed row (train.pack_length); 0: length buckets",
+    )
     parser.add_argument(
         "--no-jit", dest="jit", action="store_false", help="full config without XLA"
     )
@@ -162,7 +172,12 @@ def main() -> int:
 
     tokenizer = TranslationTokenizer.from_directory(tokenized / "vocab")
     sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)
-    results: dict = {"preset": args.preset, "tokenized": str(tokenized), "jit": args.jit}
+    results: dict = {
+        "preset": args.preset,
+        "tokenized": str(tokenized),
+        "jit": args.jit,
+        "pack_length": args.pack_length,
+    }
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
     keras.utils.set_random_seed(0)
     model = build_model(naive_cfg, *sizes)
@@ -177,7 +192,8 @@ def main() -> int:
             batch_tokens=args.batch_tokens,
             steps_per_execution=args.steps_per_execution,
             jit_compile="true" if jit else "false",
-            pad_to_buckets=jit,
+            pad_to_buckets=jit and not args.pack_length,
+            pack_length=args.pack_length,
         )
 
     cases = [("full", args.jit)]

@@ -1,9 +1,11 @@
-"""tf.data input for training: token-id TFRecords, length buckets and token-budget batches."""
+"""tf.data input for training: token-id TFRecords, length buckets and token-budget batches,
+or packed rows of several sentence pairs each (`train.pack_length`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from components.records import shard_paths
@@ -48,6 +50,8 @@ def make_batches(
     """
     if shuffle_seed is not None:
         pairs = pairs.shuffle(cfg.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+        if cfg.pack_length:
+            return _without_autotune(_packed_batches(pairs, cfg))
     bounds = bucket_boundaries(cfg.max_length)
     batch_sizes = [max(1, cfg.batch_tokens // b) for b in bounds]
     # Padding to the bucket bound leaves one sequence length per bucket, so XLA compiles a
@@ -65,7 +69,11 @@ def make_batches(
     def to_model_inputs(source, target):
         return {"source": source, "target_in": target[:, :-1]}, target[:, 1:]
 
-    batches = batches.map(to_model_inputs).prefetch(2)
+    return _without_autotune(batches.map(to_model_inputs))
+
+
+def _without_autotune(batches: tf.data.Dataset) -> tf.data.Dataset:
+    batches = batches.prefetch(2)
     # No tf.data autotuning: its optimization thread sleeps up to 60 s between rounds, and an
     # iterator's destructor waits for it. Keras drops each epoch's iterator, so at some epoch
     # ends training stood still for 50-65 s (seen in Multi30k runs: the main thread blocked in
@@ -74,3 +82,122 @@ def make_batches(
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.with_options(options)
+
+
+# Pairs are packed a window at a time: first-fit decreasing over a few thousand pairs fills rows
+# almost completely, and the window keeps memory bounded on large corpora.
+PACK_WINDOW = 4096
+_PACKED_KEYS = (
+    "source",
+    "target_in",
+    "source_segments",
+    "target_segments",
+    "source_positions",
+    "target_positions",
+)
+
+
+def pack_rows(lengths: np.ndarray, capacity: int) -> list[list[int]]:
+    """First-fit decreasing: rows of pair indices whose lengths (source, target) sum to at
+    most `capacity` on each side. A pair longer than `capacity` gets a row of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: (-int(lengths[i].max()), i))
+    rows: list[list[int]] = []
+    used = np.zeros((0, 2), dtype=np.int64)
+    for i in order:
+        need = lengths[i]
+        fits = np.flatnonzero(np.all(used + need <= capacity, axis=1)) if len(rows) else []
+        if need.max() <= capacity and len(fits):
+            row = int(fits[0])
+            rows[row].append(i)
+            used[row] += need
+        else:
+            rows.append([i])
+            used = np.vstack([used, need[None, :]])
+    return rows
+
+
+def pack_window(source_values, source_lengths, target_values, target_lengths, capacity, width):
+    """One window of pairs -> packed rows, each padded to `width`, and each row's capacity.
+
+    Target rows hold each pair's target without its last token (target_in) and without its
+    first (target_out); segments number the pairs of a row from 1 (0: padding); positions
+    restart at 0 in each pair.
+    """
+    sources = np.split(source_values, np.cumsum(source_lengths)[:-1])
+    targets = np.split(target_values, np.cumsum(target_lengths)[:-1])
+    lengths = np.stack([source_lengths, target_lengths - 1], axis=1).astype(np.int64)
+    rows = pack_rows(lengths, int(capacity))
+    out = {key: np.zeros((len(rows), width), np.int64) for key in (*_PACKED_KEYS, "target_out")}
+    capacities = np.zeros(len(rows), np.int32)
+    for r, members in enumerate(rows):
+        capacities[r] = capacity if lengths[members].max() <= capacity else width
+        s = t = 0
+        for segment, i in enumerate(members, start=1):
+            source, target = sources[i], targets[i]
+            n, m = len(source), len(target) - 1
+            out["source"][r, s : s + n] = source
+            out["source_segments"][r, s : s + n] = segment
+            out["source_positions"][r, s : s + n] = np.arange(n)
+            out["target_in"][r, t : t + m] = target[:-1]
+            out["target_out"][r, t : t + m] = target[1:]
+            out["target_segments"][r, t : t + m] = segment
+            out["target_positions"][r, t : t + m] = np.arange(m)
+            s, t = s + n, t + m
+    return (*(out[key] for key in (*_PACKED_KEYS, "target_out")), capacities)
+
+
+def _packed_batches(pairs: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset:
+    """Rows of `cfg.pack_length` tokens holding several pairs; `batch_tokens // pack_length`
+    rows per batch. Pairs longer than a row get rows of `max_length` tokens, batched apart.
+    Each group's last batch is filled up with empty rows, so every batch of a group has one
+    shape (one XLA program) and no pair is dropped."""
+    capacity, width = cfg.pack_length, cfg.max_length
+    rows_per_batch = {0: max(1, cfg.batch_tokens // capacity), 1: max(1, cfg.batch_tokens // width)}
+
+    def pack(batch_source, batch_target):
+        outputs = tf.numpy_function(
+            pack_window,
+            [
+                batch_source.flat_values,
+                batch_source.row_lengths(),
+                batch_target.flat_values,
+                batch_target.row_lengths(),
+                capacity,
+                width,
+            ],
+            [tf.int64] * (len(_PACKED_KEYS) + 1) + [tf.int32],
+            stateful=False,
+        )
+        for tensor in outputs[:-1]:
+            tensor.set_shape([None, width])
+        outputs[-1].set_shape([None])
+        return tf.data.Dataset.from_tensor_slices(tuple(outputs))
+
+    def group(key):
+        return tf.where(
+            key == 0,
+            tf.constant(rows_per_batch[0], tf.int64),
+            tf.constant(rows_per_batch[1], tf.int64),
+        )
+
+    def batch_group(key, rows):
+        size = group(key)
+        columns = tf.where(key == 0, tf.constant(capacity, tf.int64), tf.constant(width, tf.int64))
+
+        def fill(*batch):
+            missing = size - tf.shape(batch[0], out_type=tf.int64)[0]
+            return tuple(tf.pad(t[:, :columns], [[0, missing], [0, 0]]) for t in batch[:-1])
+
+        return rows.batch(size).map(fill)
+
+    rows = pairs.ragged_batch(PACK_WINDOW).flat_map(pack)
+    batches = rows.group_by_window(
+        key_func=lambda *row: tf.cast(row[-1] != capacity, tf.int64),
+        reduce_func=batch_group,
+        window_size_func=group,
+    )
+
+    def to_model_inputs(*batch):
+        return dict(zip(_PACKED_KEYS, batch[:-1], strict=True)), batch[-1]
+
+    return batches.map(to_model_inputs)

@@ -52,17 +52,21 @@ class PositionalEmbedding(keras.layers.Layer):
         else:
             raise ValueError(f"positional must be 'sinusoidal' or 'learned', got {self.positional}")
 
-    def call(self, token_ids, start=0):
-        """`start` is the first token's position: step-by-step decoding embeds one at a time."""
-        length = ops.shape(token_ids)[1]
+    def call(self, token_ids, start=0, positions=None):
+        """`start` is the first token's position: step-by-step decoding embeds one at a time.
+
+        `positions` (batch, time), if given, is each token's own position instead: packed rows
+        hold several sentences, each starting at 0.
+        """
         x = self.token_embedding(token_ids) * ops.sqrt(ops.cast(self.d_model, self.compute_dtype))
-        positions = ops.arange(length) + start
+        if positions is None:
+            positions = (ops.arange(ops.shape(token_ids)[1]) + start)[None, :]
         if self.positional == "learned":
             position_signal = self.position_embedding(positions)
         else:
             table = ops.convert_to_tensor(self.table, dtype=self.compute_dtype)
             position_signal = ops.take(table, positions, axis=0)
-        return x + position_signal[None, :, :]
+        return x + position_signal
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.d_model)

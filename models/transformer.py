@@ -17,6 +17,15 @@ def padding_mask(token_ids):
     return ops.expand_dims(ops.not_equal(token_ids, PAD_ID), 1)
 
 
+def segment_mask(query_segments, key_segments):
+    """(batch, Tq, Tk) boolean for packed rows: a query sees the keys of its own pair only.
+
+    Segments number the pairs of a row from 1; 0 marks padding, which no query sees.
+    """
+    same = ops.equal(ops.expand_dims(query_segments, 2), ops.expand_dims(key_segments, 1))
+    return ops.logical_and(same, ops.expand_dims(ops.not_equal(key_segments, 0), 1))
+
+
 def causal_mask(length):
     """(1, time, time) boolean: query t may attend to keys 0..t only."""
     rows = ops.expand_dims(ops.arange(length), 1)
@@ -125,23 +134,46 @@ class Transformer(keras.Model):
         self.call({"source": dummy, "target_in": dummy})
         self.built = True
 
-    def encode(self, source, training=None):
-        """(batch, S) ids -> (batch, S, d_model) memory."""
-        mask = padding_mask(source)
-        x = self.embedding_dropout(self.source_embedding(source), training=training)
+    def encode(self, source, training=None, segments=None, positions=None):
+        """(batch, S) ids -> (batch, S, d_model) memory.
+
+        For packed rows, `segments` and `positions` (batch, S) say which pair each token is of
+        and where in it: attention stays within a pair and positions restart with each pair.
+        """
+        mask = padding_mask(source) if segments is None else segment_mask(segments, segments)
+        x = self.source_embedding(source, positions=positions)
+        x = self.embedding_dropout(x, training=training)
         for block in self.encoder_blocks:
             x = block(x, attention_mask=mask, training=training)
         return self.encoder_norm(x) if self.norm_first else x
 
-    def decode(self, target_in, memory, source, training=None, return_attention=False):
+    def decode(
+        self,
+        target_in,
+        memory,
+        source,
+        training=None,
+        return_attention=False,
+        packing=None,
+    ):
         """(batch, T) ids and encoder memory -> (batch, T, vocab) logits.
 
         With `return_attention`, also each layer's cross-attention weights (batch, heads, T, S).
+        For packed rows, `packing` holds the (batch, T) target_segments and target_positions and
+        the (batch, S) source_segments.
         """
         length = ops.shape(target_in)[1]
-        self_mask = ops.logical_and(causal_mask(length), padding_mask(target_in))
-        cross_mask = padding_mask(source)
-        x = self.embedding_dropout(self.target_embedding(target_in), training=training)
+        positions = None
+        if packing is None:
+            self_mask = ops.logical_and(causal_mask(length), padding_mask(target_in))
+            cross_mask = padding_mask(source)
+        else:
+            segments = packing["target_segments"]
+            self_mask = ops.logical_and(causal_mask(length), segment_mask(segments, segments))
+            cross_mask = segment_mask(segments, packing["source_segments"])
+            positions = packing["target_positions"]
+        x = self.target_embedding(target_in, positions=positions)
+        x = self.embedding_dropout(x, training=training)
         attention = []
         for block in self.decoder_blocks:
             x = block(
@@ -183,8 +215,17 @@ class Transformer(keras.Model):
 
     def call(self, inputs, training=None):
         source, target_in = inputs["source"], inputs["target_in"]
-        memory = self.encode(source, training=training)
-        return self.decode(target_in, memory, source, training=training)
+        if "source_segments" not in inputs:
+            memory = self.encode(source, training=training)
+            return self.decode(target_in, memory, source, training=training)
+        # Packed rows (components.input_pipeline, train.pack_length): several pairs per row.
+        memory = self.encode(
+            source,
+            training=training,
+            segments=inputs["source_segments"],
+            positions=inputs["source_positions"],
+        )
+        return self.decode(target_in, memory, source, training=training, packing=inputs)
 
     def get_config(self):
         config = super().get_config()

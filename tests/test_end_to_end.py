@@ -257,6 +257,25 @@ def test_xla_training_with_hash_dropout_masks(first_run, tmp_path):
     assert result["final"]["val_target_tokens"] == reference_result["final"]["val_target_tokens"]
 
 
+def test_packed_training_sees_every_target_token(first_run, tmp_path):
+    # Packed rows (several pairs per row, masks per pair): an epoch still holds every training
+    # target token exactly once, the same count as the unpacked run's, and the loss falls.
+    summary = _run(
+        tmp_path / "workdir",
+        "train.pack_length=32",
+        "train.epochs=2",
+        stages="ingest,tokenize,train",
+    )
+    train_dir = Path(summary["stages"]["train"]["artifact_dir"])
+    history = json.loads((train_dir / "history.json").read_text())
+    assert history["loss"][1] < history["loss"][0]
+    _, reference = first_run
+    reference_dir = Path(reference["stages"]["train"]["artifact_dir"])
+    reference_history = json.loads((reference_dir / "history.json").read_text())
+    assert history["target_tokens"][:2] == reference_history["target_tokens"][:2]
+    assert history["val_target_tokens"][0] == reference_history["val_target_tokens"][0]
+
+
 def _check_averaged_weights(train_dir: Path, epochs) -> None:
     """model.keras holds the mean of the epochs' saved float weights."""
     model = keras.saving.load_model(train_dir / MODEL_FILE, safe_mode=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components.input_pipeline import bucket_boundaries, make_batches
+from components.input_pipeline import bucket_boundaries, make_batches, pack_rows
 from pipeline.config import TrainConfig
 
 
@@ -64,3 +64,66 @@ def test_batches_run_without_tf_data_autotuning():
         assert (
             make_batches(_pairs([3, 5]), cfg, shuffle_seed=seed).options().autotune.enabled is False
         )
+
+
+def _numbered_pairs(lengths):
+    """Pair i: source [100 + i, 1000 + i, ...] (n tokens), target [2, 100 + i, ..., 3] (n + 1)."""
+
+    def gen():
+        for i, n in enumerate(lengths):
+            source = np.array([100 + i] + [1000 + i] * (n - 1), dtype="int64")
+            target = np.array([2, 100 + i] + [2000 + i] * (n - 2) + [3], dtype="int64")
+            yield source, target
+
+    spec = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+
+def test_pack_rows_first_fit_decreasing():
+    lengths = np.array([[5, 5], [3, 4], [8, 2], [2, 2], [12, 3]])
+    # Longest first; pair 4 is over capacity and gets a row alone; 3 joins 2, 1 joins 0.
+    assert pack_rows(lengths, 10) == [[4], [2, 3], [0, 1]]
+
+
+def test_packed_batches_hold_every_pair_once_with_fixed_shapes():
+    lengths = [3, 4, 5, 6, 7, 9, 11, 13, 17] * 6 + [19, 20]
+    cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16)
+    batches = list(make_batches(_numbered_pairs(lengths), cfg, shuffle_seed=1).as_numpy_iterator())
+    # Rows of 16 tokens, 4 per batch; pairs over 16 tokens in rows of 20, 3 per batch.
+    assert {x["source"].shape for x, _ in batches} == {(4, 16), (3, 20)}
+    seen = []
+    for x, y in batches:
+        assert x["source"].shape == y.shape == x["target_in"].shape
+        for r in range(len(y)):
+            for segment in range(1, x["source_segments"][r].max() + 1):
+                source = x["source"][r][x["source_segments"][r] == segment]
+                in_pair = x["target_segments"][r] == segment
+                target_in, target_out = x["target_in"][r][in_pair], y[r][in_pair]
+                i = int(source[0]) - 100
+                assert len(source) == lengths[i] and len(target_in) == lengths[i]
+                np.testing.assert_array_equal(target_in[1:], target_out[:-1])
+                assert target_in[0] == 2 and target_out[-1] == 3 and target_out[0] == 100 + i
+                np.testing.assert_array_equal(
+                    x["source_positions"][r][x["source_segments"][r] == segment],
+                    np.arange(lengths[i]),
+                )
+                np.testing.assert_array_equal(
+                    x["target_positions"][r][in_pair], np.arange(lengths[i])
+                )
+                seen.append(i)
+            # Padding: id 0, segment 0, on both sides.
+            assert not x["source"][r][x["source_segments"][r] == 0].any()
+            assert not y[r][x["target_segments"][r] == 0].any()
+    assert sorted(seen) == list(range(len(lengths)))
+    again = list(make_batches(_numbered_pairs(lengths), cfg, shuffle_seed=1).as_numpy_iterator())
+    assert len(again) == len(batches)
+    for (x1, y1), (x2, y2) in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(y1, y2)
+        for key in x1:
+            np.testing.assert_array_equal(x1[key], x2[key])
+
+
+def test_validation_batches_are_not_packed():
+    cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16)
+    x, _ = next(iter(make_batches(_numbered_pairs([3, 5]), cfg, shuffle_seed=None)))
+    assert sorted(x) == ["source", "target_in"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from components.input_pipeline import pack_window
 from models.losses import (
     MaskedAccuracy,
     MaskedCrossEntropy,
@@ -13,7 +14,7 @@ from models.losses import (
 )
 from models.positional_embedding import sinusoidal_table
 from models.schedules import InverseSqrtSchedule
-from models.transformer import Transformer, causal_mask, padding_mask
+from models.transformer import Transformer, causal_mask, padding_mask, segment_mask
 
 
 def _model(**kwargs):
@@ -44,6 +45,50 @@ def test_masks_exact():
     assert ops.convert_to_numpy(causal_mask(3)).tolist() == [
         [[True, False, False], [True, True, False], [True, True, True]]
     ]
+
+
+def test_segment_mask_exact():
+    segments = np.array([[1, 1, 2, 0]])
+    assert ops.convert_to_numpy(segment_mask(segments, segments)).astype(int).tolist() == [
+        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    ]
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
+def test_packed_rows_give_each_pair_its_own_outputs(positional):
+    """A row of several packed pairs gives, at each pair's target positions, the logits the
+    pair gets alone: attention stays within the pair and positions restart with it."""
+    rng = np.random.default_rng(0)
+    pairs = [
+        (rng.integers(4, 30, size=n), np.concatenate([[2], rng.integers(4, 40, size=m), [3]]))
+        for n, m in [(5, 3), (2, 6), (7, 2), (3, 3), (6, 5), (4, 1)]
+    ]
+    *arrays, target_out, capacities = pack_window(
+        np.concatenate([s for s, _ in pairs]),
+        np.array([len(s) for s, _ in pairs]),
+        np.concatenate([t for _, t in pairs]),
+        np.array([len(t) for _, t in pairs]),
+        12,
+        16,
+    )
+    keys = ["source", "target_in", "source_segments", "target_segments"]
+    packed = dict(zip(keys + ["source_positions", "target_positions"], arrays, strict=True))
+    assert len(capacities) < len(pairs)  # some rows hold several pairs
+    model = _model(positional=positional)
+    logits = ops.convert_to_numpy(model(packed))
+    checked = 0
+    for r in range(len(capacities)):
+        for segment in range(1, packed["source_segments"][r].max() + 1):
+            source = packed["source"][r][packed["source_segments"][r] == segment]
+            in_pair = packed["target_segments"][r] == segment
+            alone = model(
+                {"source": source[None], "target_in": packed["target_in"][r][in_pair][None]}
+            )
+            np.testing.assert_allclose(
+                logits[r][in_pair], ops.convert_to_numpy(alone)[0], atol=1e-5
+            )
+            checked += 1
+    assert checked == len(pairs)
 
 
 def test_output_shape():

@@ -40,6 +40,8 @@ def test_int_is_accepted_for_float():
         ("train.average_last_epochs=9", r"average_last_epochs=9: use 1 to train.epochs \(8\)"),
         ("evaluate.search=sampling", "evaluate.search: 'sampling' is not one of"),
         ("train.jit_compile=true", "jit_compile=true needs train.deterministic: false"),
+        ("train.pack_length=4", r"pack_length=4: use 0 \(no packing\) or 8 to train.max_length"),
+        ("train.pack_length=65", r"pack_length=65: .* train.max_length \(64\)"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
