@@ -8,9 +8,12 @@ produced by this pipeline's ingest and tokenize stages (cached under benchmarks/
 process, one after the other:
 - naive: 64 sentences per batch in file order after a shuffle, padded to the batch maximum,
   no XLA, one step per tf.function call;
-- full: length buckets with token-budget batches (`train.batch_tokens`), `steps_per_execution`,
-  XLA (`jit_compile`) with batches padded to their bucket's bound so XLA compiles one program
-  per bucket, and the hash dropout masks XLA needs on a CPU (models/dropout.py);
+- full: packed rows (`train.pack_length`, 32 tokens: several pairs per row, attention masked
+  per pair) in token-budget batches (`train.batch_tokens`), `steps_per_execution`, XLA
+  (`jit_compile`; packed batches have two shapes, rows of 32 and rows of `max_length` for the
+  few longer pairs, so XLA compiles two programs), and the hash
+  dropout masks XLA needs on a CPU (models/dropout.py). `--pack-length 0` runs the earlier
+  full configuration instead: length buckets, batches padded to their bucket's bound;
 - full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
   show what XLA adds on this machine.
 Reported: non-padding target tokens per second, the pad fraction of target positions, and
@@ -149,7 +152,7 @@ def main() -> int:
     parser.add_argument(
         "--pack-length",
         type=int,
-        default=64,
+        default=32,
         help="full configs: tokens per packed row (train.pack_length); 0: length buckets",
     )
     parser.add_argument(
