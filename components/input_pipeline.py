@@ -54,6 +54,8 @@ def make_batches(
             return _without_autotune(_packed_batches(pairs, cfg))
     bounds = bucket_boundaries(cfg.max_length)
     batch_sizes = [max(1, cfg.batch_tokens // b) for b in bounds]
+    # Packing gives training batches fixed shapes; validation (not packed) gets bucket shapes.
+    fixed_shapes = cfg.pad_to_buckets or bool(cfg.pack_length)
     # Padding to the bucket bound leaves one sequence length per bucket, so XLA compiles a
     # handful of programs instead of one per batch. Training batches also drop each bucket's
     # last partial batch (one shape per bucket); unshuffled (validation) batches keep it (two
@@ -62,8 +64,8 @@ def make_batches(
         element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
         bucket_boundaries=bounds[:-1],
         bucket_batch_sizes=batch_sizes,
-        pad_to_bucket_boundary=cfg.pad_to_buckets,
-        drop_remainder=cfg.pad_to_buckets and shuffle_seed is not None,
+        pad_to_bucket_boundary=fixed_shapes,
+        drop_remainder=fixed_shapes and shuffle_seed is not None,
     )
 
     def to_model_inputs(source, target):

@@ -123,7 +123,11 @@ def test_packed_batches_hold_every_pair_once_with_fixed_shapes():
             np.testing.assert_array_equal(x1[key], x2[key])
 
 
-def test_validation_batches_are_not_packed():
+def test_validation_batches_are_not_packed_but_bucket_padded():
     cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16)
-    x, _ = next(iter(make_batches(_numbered_pairs([3, 5]), cfg, shuffle_seed=None)))
-    assert sorted(x) == ["source", "target_in"]
+    lengths = [3, 5, 7, 9, 11, 13] * 20
+    batches = list(make_batches(_numbered_pairs(lengths), cfg, shuffle_seed=None))
+    assert all(sorted(x) == ["source", "target_in"] for x, _ in batches)
+    # Few shapes for XLA (bucket bounds), and every pair kept.
+    assert {int(x["source"].shape[1]) for x, _ in batches} == {7, 11, 15}
+    assert sum(int(y.shape[0]) for _, y in batches) == len(lengths)
