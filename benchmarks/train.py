@@ -10,10 +10,10 @@ process, one after the other:
   no XLA, one step per tf.function call;
 - full: packed rows (`train.pack_length`, 32 tokens: several pairs per row, attention masked
   per pair) in token-budget batches (`train.batch_tokens`), `steps_per_execution`, XLA
-  (`jit_compile`; packed batches have two shapes, rows of 32 and rows of `max_length` for the
-  few longer pairs, so XLA compiles two programs), and the hash
-  dropout masks XLA needs on a CPU (models/dropout.py). `--pack-length 0` runs the earlier
-  full configuration instead: length buckets, batches padded to their bucket's bound;
+  (`jit_compile`: two programs, for rows of 32 and for the few pairs longer than that, in rows
+  of `max_length`), and the hash dropout masks XLA needs on a CPU (models/dropout.py).
+  `--pack-length 0` runs the earlier full configuration instead: length buckets, batches
+  padded to their bucket's bound;
 - full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
   show what XLA adds on this machine.
 Reported: non-padding target tokens per second, the pad fraction of target positions, and

@@ -105,19 +105,17 @@ _PACKED_KEYS = (
 def pack_rows(lengths: np.ndarray, capacity: int) -> list[list[int]]:
     """First-fit decreasing: rows of pair indices whose lengths (source, target) sum to at
     most `capacity` on each side. A pair longer than `capacity` gets a row of its own."""
-    order = sorted(range(len(lengths)), key=lambda i: (-int(lengths[i].max()), i))
     rows: list[list[int]] = []
-    used = np.zeros((0, 2), dtype=np.int64)
-    for i in order:
-        need = lengths[i]
-        fits = np.flatnonzero(np.all(used + need <= capacity, axis=1)) if len(rows) else []
-        if need.max() <= capacity and len(fits):
-            row = int(fits[0])
-            rows[row].append(i)
-            used[row] += need
+    used = np.zeros((len(lengths), 2), dtype=np.int64)  # per row; at most one row per pair
+    for i in np.argsort(-lengths.max(axis=1), kind="stable"):
+        # A lone over-long pair's row is over capacity already, so nothing joins it.
+        fits = np.flatnonzero(np.all(used[: len(rows)] + lengths[i] <= capacity, axis=1))
+        if len(fits):
+            rows[fits[0]].append(int(i))
+            used[fits[0]] += lengths[i]
         else:
-            rows.append([i])
-            used = np.vstack([used, need[None, :]])
+            used[len(rows)] = lengths[i]
+            rows.append([int(i)])
     return rows
 
 

@@ -134,13 +134,19 @@ class Transformer(keras.Model):
         self.call({"source": dummy, "target_in": dummy})
         self.built = True
 
-    def encode(self, source, training=None, segments=None, positions=None):
+    def encode(self, source, training=None, packing=None):
         """(batch, S) ids -> (batch, S, d_model) memory.
 
-        For packed rows, `segments` and `positions` (batch, S) say which pair each token is of
-        and where in it: attention stays within a pair and positions restart with each pair.
+        For packed rows, `packing` holds the (batch, S) source_segments and source_positions:
+        which pair each token is of and where in it. Attention stays within a pair and
+        positions restart with each pair.
         """
-        mask = padding_mask(source) if segments is None else segment_mask(segments, segments)
+        positions = None
+        if packing is None:
+            mask = padding_mask(source)
+        else:
+            segments, positions = packing["source_segments"], packing["source_positions"]
+            mask = segment_mask(segments, segments)
         x = self.source_embedding(source, positions=positions)
         x = self.embedding_dropout(x, training=training)
         for block in self.encoder_blocks:
@@ -215,17 +221,11 @@ class Transformer(keras.Model):
 
     def call(self, inputs, training=None):
         source, target_in = inputs["source"], inputs["target_in"]
-        if "source_segments" not in inputs:
-            memory = self.encode(source, training=training)
-            return self.decode(target_in, memory, source, training=training)
-        # Packed rows (components.input_pipeline, train.pack_length): several pairs per row.
-        memory = self.encode(
-            source,
-            training=training,
-            segments=inputs["source_segments"],
-            positions=inputs["source_positions"],
-        )
-        return self.decode(target_in, memory, source, training=training, packing=inputs)
+        # Packed rows (components.input_pipeline, train.pack_length) carry segment and position
+        # ids beside the tokens: several pairs per row.
+        packing = inputs if "source_segments" in inputs else None
+        memory = self.encode(source, training=training, packing=packing)
+        return self.decode(target_in, memory, source, training=training, packing=packing)
 
     def get_config(self):
         config = super().get_config()
