@@ -82,7 +82,8 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
 
     With hash masks off, or outside training, it is Keras' layer unchanged. With them on, the
     attention probabilities are computed as Keras' explicit path does (scaled dot products,
-    masked softmax) and dropped with a hash mask seeded by the layer's own dropout layer.
+    masked softmax), as heads-first batched matmuls, and dropped with a hash mask seeded by the
+    layer's own dropout layer.
     """
 
     hash_masks = False
@@ -110,10 +111,16 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
                 else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
             )
         query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
-        scores = ops.einsum(self._dot_product_equation, key, query)
-        scores = self._masked_softmax(scores, attention_mask)
+        # Heads first, (batch, heads, time, head_dim), then plain batched matmuls: the same
+        # products as Keras' einsum equations, but XLA's CPU backend runs them faster with the
+        # batch dimensions leading (the tutorial preset's compiled step at packed 128 x 32:
+        # 620-636 against 656-667 ms, the same loss).
+        query = ops.transpose(query, (0, 2, 1, 3))
+        key = ops.transpose(key, (0, 2, 3, 1))
+        value = ops.transpose(value, (0, 2, 1, 3))
+        scores = self._masked_softmax(ops.matmul(query, key), attention_mask)
         dropped = hash_dropout(scores, self._dropout, self._dropout_layer.seed_generator)
-        return ops.einsum(self._combine_equation, dropped, value), scores
+        return ops.transpose(ops.matmul(dropped, value), (0, 2, 1, 3)), scores
 
 
 def use_hash_masks(model: keras.Model, enabled: bool) -> None:
