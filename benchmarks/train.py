@@ -16,6 +16,8 @@ process, one after the other:
   padded to their bucket's bound;
 - full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
   show what XLA adds on this machine.
+The process runs with glibc's M_TOP_PAD raised as training sets it (train.malloc_top_pad_mb,
+components/allocator.py), for both cases; `--malloc-top-pad-mb 0` leaves glibc's default.
 Reported: non-padding target tokens per second, the pad fraction of target positions, and
 the model's achieved FLOP/s as a share of a float32 matmul timed on this machine.
 Writes benchmarks/results/train.json.
@@ -34,6 +36,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from components.allocator import keep_freed_memory  # noqa: E402  (after the path insert)
+from pipeline.config import TrainConfig  # noqa: E402
 
 
 def tokenized_multi30k(workdir: Path) -> Path:
@@ -161,9 +166,18 @@ def main() -> int:
     parser.add_argument(
         "--skip-no-xla", action="store_true", help="skip the full_no_xla comparison case"
     )
+    parser.add_argument(
+        "--malloc-top-pad-mb",
+        type=int,
+        default=TrainConfig.malloc_top_pad_mb,
+        help="glibc M_TOP_PAD for the whole process, both cases, as training sets it "
+        "(train.malloc_top_pad_mb); 0: glibc's default",
+    )
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = parser.parse_args()
+    # Process-wide, so the naive case runs with it too: only the step configurations differ.
+    malloc_top_pad = keep_freed_memory(args.malloc_top_pad_mb)
     tokenized = tokenized_multi30k(Path(args.workdir))
 
     import keras
@@ -171,7 +185,6 @@ def main() -> int:
     from components.input_pipeline import load_token_pairs, make_batches
     from components.train import build_model
     from models.tokenizer import TranslationTokenizer
-    from pipeline.config import TrainConfig
 
     tokenizer = TranslationTokenizer.from_directory(tokenized / "vocab")
     sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)
@@ -180,6 +193,7 @@ def main() -> int:
         "tokenized": str(tokenized),
         "jit": args.jit,
         "pack_length": args.pack_length,
+        "malloc_top_pad_mb": args.malloc_top_pad_mb if malloc_top_pad else 0,
     }
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
     keras.utils.set_random_seed(0)

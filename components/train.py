@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from components.allocator import keep_freed_memory
 from components.checkpointing import (
     EpochWeights,
     StepCheckpoint,
@@ -137,6 +138,7 @@ def train(
     cfg: TrainConfig, *, tokenized: Path, examples: Path, out: Path, seed: int
 ) -> TrainResult:
     """Trains on `tokenized` (tokenize artifact), samples from `examples` (ingest artifact)."""
+    keep_freed_memory(cfg.malloc_top_pad_mb)
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -42,6 +42,8 @@ def test_int_is_accepted_for_float():
         ("train.jit_compile=true", "jit_compile=true needs train.deterministic: false"),
         ("train.pack_length=4", r"pack_length=4: use 0 \(no packing\) or 8 to train.max_length"),
         ("train.pack_length=65", r"pack_length=65: .* train.max_length \(64\)"),
+        ("train.malloc_top_pad_mb=-1", r"malloc_top_pad_mb=-1: use 0 \(glibc's default\) to 2047"),
+        ("train.malloc_top_pad_mb=4096", "malloc_top_pad_mb=4096: use 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -1,0 +1,51 @@
+"""Keeping freed heap memory in the process instead of handing it back to the kernel.
+
+A training step allocates and frees the same large buffers every step. With glibc's default
+settings the freed memory at the top of each heap is returned to the kernel (trimmed), so the
+next step faults the same pages in again, each cleared by the kernel. On the 2-core machine
+that cost about 0.15 of a core in the kernel during the `tutorial` preset's compiled step, and
+with glibc's M_TOP_PAD raised to 256 MB (heaps keep that much free memory when trimmed) the
+kernel time fell to 0.007 of a core and the step went from 717-755 ms to 647-690 ms (packed
+128 x 32 batches).
+
+glibc only; elsewhere (macOS, musl) nothing is changed. The setting is process-wide and cannot
+be undone by this module; the cost is that up to `pad_mb` of freed memory per heap stays
+resident.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TOP_PAD = -2  # glibc's malloc.h
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    # gnu_get_libc_version exists in glibc only; musl has no working M_TOP_PAD.
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return None
+    return libc
+
+
+def keep_freed_memory(pad_mb: int) -> bool:
+    """Sets glibc's M_TOP_PAD to `pad_mb` MiB (0: leaves glibc's defaults alone).
+
+    Returns whether the setting was applied.
+    """
+    if pad_mb < 0:
+        raise ValueError(f"pad_mb must be 0 or more, got {pad_mb}")
+    if pad_mb == 0:
+        return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(libc.mallopt(M_TOP_PAD, min(pad_mb << 20, 2**31 - 1)))
