@@ -36,7 +36,13 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="translation")
 class MaskedAccuracy(keras.metrics.Metric):
-    """Token accuracy over an epoch, weighted by tokens (not by batch), padding ignored."""
+    """Token accuracy over an epoch, weighted by tokens (not by batch), padding ignored.
+
+    A token counts as right when its logit is the largest: compared with the row maximum rather
+    than through an argmax, which XLA's CPU backend runs as a slow two-output reduction (24 ms of
+    the tutorial preset's compiled step at 4,096 target positions). The one difference: a logit
+    tied with another for the maximum counts as right, where argmax would pick the lower id.
+    """
 
     def __init__(self, name="masked_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -44,10 +50,11 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.total = self.add_variable((), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int64")
-        predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int64")
+        y_true = ops.cast(y_true, "int32")
+        true_logit = ops.take_along_axis(y_pred, ops.expand_dims(y_true, -1), axis=-1)
+        top = ops.max(y_pred, axis=-1)
         mask = ops.not_equal(y_true, PAD_ID)
-        correct = ops.logical_and(ops.equal(predictions, y_true), mask)
+        correct = ops.logical_and(ops.greater_equal(ops.squeeze(true_logit, -1), top), mask)
         self.correct.assign_add(ops.sum(ops.cast(correct, "float32")))
         self.total.assign_add(ops.sum(ops.cast(mask, "float32")))
 

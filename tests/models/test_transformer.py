@@ -163,6 +163,13 @@ def test_masked_loss_and_accuracy_ignore_padding():
     metric.update_state(np.array([[5, 0, 0]]), logits)  # one more right token, two padding
     # Weighted by tokens over batches: 2 right of 3 real tokens.
     assert float(metric.result()) == pytest.approx(2 / 3)
+    # A true token tied for the largest logit counts as right (argmax would take id 1 here).
+    tied = np.zeros((1, 1, 8), dtype="float32")
+    tied[0, 0, [1, 4]] = 3.0
+    metric.reset_state()
+    metric.update_state(np.array([[4]]), tied)
+    metric.update_state(np.array([[2]]), tied)
+    assert float(metric.result()) == pytest.approx(1 / 2)
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -(log_softmax[0, 0, 5] + log_softmax[0, 1, 6]) / 2
     assert float(MaskedCrossEntropy()(y_true, logits)) == pytest.approx(expected, rel=1e-5)
