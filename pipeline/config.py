@@ -123,7 +123,7 @@ class TrainConfig:
     share_embeddings: bool = False
     # auto: TPU if configured, MirroredStrategy on several GPUs, else the default strategy.
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
-    # auto: float32 on CPU (bfloat16 is slower there), mixed_float16 on GPU, bfloat16 on TPU.
+    # auto: float32 on CPU (bfloat16 gained little there), mixed_float16 on GPU, bfloat16 on TPU.
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     # XLA: "auto" compiles on GPU/TPU only (Keras' rule). "true" needs deterministic: false;
     # on the 2-core CPU, with pack_length 32, it trained the tutorial preset 1.24x faster in
