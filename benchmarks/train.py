@@ -5,7 +5,9 @@
 
 Both run the `tutorial` preset (4 layers, d_model 128, dff 512, 8 heads) on Multi30k token ids
 produced by this pipeline's ingest and tokenize stages (cached under benchmarks/work/), in one
-process, one after the other:
+process. Each case is built and warmed up, then the cases take turns (`--rounds`, 3: a third of
+each case's timed steps per round), so a change in the shared machine's speed during the run
+reaches every case alike:
 - naive: 64 sentences per batch in file order after a shuffle, padded to the batch maximum,
   no XLA, one step per tf.function call;
 - full: packed rows (`train.pack_length`, 32 tokens: several pairs per row, attention masked
@@ -18,8 +20,9 @@ process, one after the other:
   show what XLA adds on this machine.
 The process runs with glibc's M_TOP_PAD raised as training sets it (train.malloc_top_pad_mb,
 components/allocator.py), for both cases; `--malloc-top-pad-mb 0` leaves glibc's default.
-Reported: non-padding target tokens per second, the pad fraction of target positions, and
-the model's achieved FLOP/s as a share of a float32 matmul timed on this machine.
+Reported: non-padding target tokens per second (over all rounds, and per round), the pad
+fraction of target positions, and the model's achieved FLOP/s as a share of a float32 matmul
+timed on this machine (once per round; the median).
 Writes benchmarks/results/train.json.
 """
 
@@ -88,36 +91,50 @@ def _shape(batch) -> tuple:
     return (*(v.shape for v in x.values()), y.shape)
 
 
-def run_case(name, model, dataset, steps: int, warmup: int) -> dict:
-    """Trains `warmup` steps untimed, then `steps` timed; counts tokens and padding.
+class Case:
+    """One configuration: its model, warmed up on every batch shape, and its timed batches."""
 
-    The warmup also trains once on every batch shape the timed steps will see, so compiling
-    (tf.function tracing, XLA programs) is left out of the timing for every case alike: in a
-    real run it is paid once and amortized over the epochs."""
-    import numpy as np
+    def __init__(self, name, model, dataset, steps: int, warmup: int):
+        """Trains `warmup` steps untimed and keeps the next `steps` batches for timing.
 
-    batches = list(dataset.take(warmup + steps).as_numpy_iterator())
-    warm, timed = batches[:warmup], batches[warmup:]
-    seen = {_shape(b) for b in warm}
-    for batch in timed:
-        if _shape(batch) not in seen:
-            seen.add(_shape(batch))
-            warm.append(batch)
-    model.fit(_as_dataset(warm), epochs=1, verbose=0)
-    real = sum(int(np.count_nonzero(y)) for _, y in timed)
-    positions = sum(int(y.size) for _, y in timed)
-    start = time.perf_counter()
-    model.fit(_as_dataset(timed), epochs=1, verbose=0)
-    seconds = time.perf_counter() - start
-    result = {
-        "tokens_per_s": round(real / seconds, 1),
-        "pad_fraction": round(1 - real / positions, 4),
-        "steps": len(timed),
-        "warmup_steps": len(warm),
-        "seconds": round(seconds, 2),
-    }
-    print(f"{name:6s} {json.dumps(result)}", flush=True)
-    return result
+        The warmup also trains once on every batch shape the timed steps will see, so
+        compiling (tf.function tracing, XLA programs) is left out of the timing for every case
+        alike: in a real run it is paid once and amortized over the epochs."""
+        import numpy as np
+
+        self.name, self.model = name, model
+        batches = list(dataset.take(warmup + steps).as_numpy_iterator())
+        warm, self.timed = batches[:warmup], batches[warmup:]
+        seen = {_shape(b) for b in warm}
+        for batch in self.timed:
+            if _shape(batch) not in seen:
+                seen.add(_shape(batch))
+                warm.append(batch)
+        self.warmup_steps = len(warm)
+        model.fit(_as_dataset(warm), epochs=1, verbose=0)
+        self.real = [int(np.count_nonzero(y)) for _, y in self.timed]
+        self.positions = [int(y.size) for _, y in self.timed]
+        self.round_results: list[tuple[int, float]] = []  # (real tokens, seconds) per round
+
+    def run_round(self, start: int, stop: int) -> float:
+        """Trains on timed batches [start, stop); returns that chunk's tokens per second."""
+        start_time = time.perf_counter()
+        self.model.fit(_as_dataset(self.timed[start:stop]), epochs=1, verbose=0)
+        seconds = time.perf_counter() - start_time
+        self.round_results.append((sum(self.real[start:stop]), seconds))
+        return sum(self.real[start:stop]) / seconds
+
+    def result(self) -> dict:
+        real = sum(r for r, _ in self.round_results)
+        seconds = sum(s for _, s in self.round_results)
+        return {
+            "tokens_per_s": round(real / seconds, 1),
+            "pad_fraction": round(1 - sum(self.real) / sum(self.positions), 4),
+            "steps": len(self.timed),
+            "warmup_steps": self.warmup_steps,
+            "seconds": round(seconds, 2),
+            "tokens_per_s_by_round": [round(r / s, 1) for r, s in self.round_results],
+        }
 
 
 def _as_dataset(batches):
@@ -152,6 +169,12 @@ def main() -> int:
     parser.add_argument("--preset", default="tutorial")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the cases take turns: each times steps / rounds of its steps per round",
+    )
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--steps-per-execution", type=int, default=4)
     parser.add_argument(
@@ -176,6 +199,8 @@ def main() -> int:
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = parser.parse_args()
+    if not 1 <= args.rounds <= args.steps:
+        parser.error(f"--rounds {args.rounds}: use 1 to --steps ({args.steps})")
     # Process-wide, so the naive case runs with it too: only the step configurations differ.
     malloc_top_pad = keep_freed_memory(args.malloc_top_pad_mb)
     tokenized = tokenized_multi30k(Path(args.workdir))
@@ -196,12 +221,6 @@ def main() -> int:
         "malloc_top_pad_mb": args.malloc_top_pad_mb if malloc_top_pad else 0,
     }
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
-    keras.utils.set_random_seed(0)
-    model = build_model(naive_cfg, *sizes)
-    pairs = load_token_pairs(tokenized, "train", naive_cfg.max_length)
-    results["naive"] = run_case(
-        "naive", model, naive_batches(pairs, 64, 0), args.steps, args.warmup
-    )
 
     def full_config(jit: bool) -> TrainConfig:
         return TrainConfig(
@@ -213,30 +232,64 @@ def main() -> int:
             pack_length=args.pack_length,
         )
 
-    cases = [("full", args.jit)]
+    configs = {"naive": naive_cfg, "full": full_config(args.jit)}
     if args.jit and not args.skip_no_xla:
-        cases.append(("full_no_xla", False))
-    for name, jit in cases:
-        full_cfg = full_config(jit)
+        configs["full_no_xla"] = full_config(False)
+    # Every model is built before any is warmed up: set_random_seed makes TensorFlow trace each
+    # function again at its next call (about 4 s for these), which would land in a timed round.
+    models = {}
+    for name, cfg in configs.items():
         keras.utils.set_random_seed(0)
-        model = build_model(full_cfg, *sizes)
-        if bool(model.jit_compile) != jit:
-            raise RuntimeError(f"{name}: Keras resolved jit_compile to {model.jit_compile}")
-        full_data = make_batches(pairs, full_cfg, shuffle_seed=0)
-        results[name] = run_case(name, model, full_data, args.steps, args.warmup)
-        if name == "full":
-            full_model = model
-
-    results["speedup"] = round(
-        results["full"]["tokens_per_s"] / results["naive"]["tokens_per_s"], 2
-    )
-    if "full_no_xla" in results:
-        results["xla_speedup"] = round(
-            results["full"]["tokens_per_s"] / results["full_no_xla"]["tokens_per_s"], 2
+        models[name] = build_model(cfg, *sizes)
+        if bool(models[name].jit_compile) != (cfg.jit_compile == "true"):
+            raise RuntimeError(f"{name}: Keras resolved jit_compile to {models[name].jit_compile}")
+    pairs = load_token_pairs(tokenized, "train", naive_cfg.max_length)
+    cases = [
+        Case(
+            name,
+            models[name],
+            naive_batches(pairs, 64, 0)
+            if name == "naive"
+            else make_batches(pairs, cfg, shuffle_seed=0),
+            args.steps,
+            args.warmup,
         )
-    results["matmul_flops_per_s"] = round(matmul_flops_per_s())
+        for name, cfg in configs.items()
+    ]
+
+    # The cases take turns, a chunk of their timed steps per round, so a change in the shared
+    # machine's speed during the run reaches every case alike; the matmul reference is timed
+    # once per round too.
+    bounds = [round(args.steps * r / args.rounds) for r in range(args.rounds + 1)]
+    matmul = []
+    for r in range(args.rounds):
+        line = []
+        for case in cases:
+            line.append(f"{case.name} {case.run_round(bounds[r], bounds[r + 1]):,.0f}")
+        matmul.append(matmul_flops_per_s())
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(line) + " tokens/s", flush=True)
+    for case in cases:
+        results[case.name] = case.result()
+        print(f"{case.name:6s} {json.dumps(results[case.name])}", flush=True)
+
+    def ratio(a: str, b: str) -> float:
+        return round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 2)
+
+    def ratio_by_round(a: str, b: str) -> list[float]:
+        pairs = zip(
+            results[a]["tokens_per_s_by_round"], results[b]["tokens_per_s_by_round"], strict=True
+        )
+        return [round(x / y, 2) for x, y in pairs]
+
+    results["speedup"] = ratio("full", "naive")
+    results["speedup_by_round"] = ratio_by_round("full", "naive")
+    if "full_no_xla" in results:
+        results["xla_speedup"] = ratio("full", "full_no_xla")
+        results["xla_speedup_by_round"] = ratio_by_round("full", "full_no_xla")
+    results["matmul_flops_per_s"] = round(sorted(matmul)[len(matmul) // 2])  # the median
+    results["matmul_flops_per_s_by_round"] = [round(m) for m in matmul]
     results["model_flops_per_s"] = round(
-        flops_per_token(full_model) * results["full"]["tokens_per_s"]
+        flops_per_token(models["full"]) * results["full"]["tokens_per_s"]
     )
     results["model_flops_share"] = round(
         results["model_flops_per_s"] / results["matmul_flops_per_s"], 4
