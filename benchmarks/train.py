@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -276,17 +277,17 @@ def main() -> int:
         return round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 2)
 
     def ratio_by_round(a: str, b: str) -> list[float]:
-        pairs = zip(
+        by_round = zip(
             results[a]["tokens_per_s_by_round"], results[b]["tokens_per_s_by_round"], strict=True
         )
-        return [round(x / y, 2) for x, y in pairs]
+        return [round(x / y, 2) for x, y in by_round]
 
     results["speedup"] = ratio("full", "naive")
     results["speedup_by_round"] = ratio_by_round("full", "naive")
     if "full_no_xla" in results:
         results["xla_speedup"] = ratio("full", "full_no_xla")
         results["xla_speedup_by_round"] = ratio_by_round("full", "full_no_xla")
-    results["matmul_flops_per_s"] = round(sorted(matmul)[len(matmul) // 2])  # the median
+    results["matmul_flops_per_s"] = round(statistics.median(matmul))
     results["matmul_flops_per_s_by_round"] = [round(m) for m in matmul]
     results["model_flops_per_s"] = round(
         flops_per_token(models["full"]) * results["full"]["tokens_per_s"]
