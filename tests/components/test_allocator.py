@@ -13,7 +13,7 @@ from components.allocator import _glibc, keep_freed_memory
 ROOT = Path(__file__).resolve().parents[2]
 
 # Allocates 64 MiB in 16 KiB blocks (below glibc's mmap threshold, so from the main heap),
-# frees them all and reports the heap's size from sbrk before and after the frees.
+# frees them all and reports the main heap's size (mallinfo2's arena) before and after the frees.
 _PROBE = textwrap.dedent(
     """
     import ctypes, json, sys
