@@ -122,8 +122,9 @@ class Case:
         start_time = time.perf_counter()
         self.model.fit(_as_dataset(self.timed[start:stop]), epochs=1, verbose=0)
         seconds = time.perf_counter() - start_time
-        self.round_results.append((sum(self.real[start:stop]), seconds))
-        return sum(self.real[start:stop]) / seconds
+        real = sum(self.real[start:stop])
+        self.round_results.append((real, seconds))
+        return real / seconds
 
     def result(self) -> dict:
         real = sum(r for r, _ in self.round_results)
