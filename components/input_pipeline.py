@@ -102,19 +102,25 @@ _PACKED_KEYS = (
 )
 
 
-def pack_rows(lengths: np.ndarray, capacity: int) -> list[list[int]]:
+def pack_rows(lengths: np.ndarray, capacity: int, width: int | None = None) -> list[list[int]]:
     """First-fit decreasing: rows of pair indices whose lengths (source, target) sum to at
-    most `capacity` on each side. A pair longer than `capacity` gets a row of its own."""
+    most `capacity` on each side. A pair longer than `capacity` opens a wide row, which holds
+    up to `width` tokens a side (default: `capacity`, so nothing joins it); shorter pairs fill
+    a wide row's free space like any other row's, so few of its positions stay padding."""
+    width = capacity if width is None else max(width, capacity)
     rows: list[list[int]] = []
     used = np.zeros((len(lengths), 2), dtype=np.int64)  # per row; at most one row per pair
+    limits = np.zeros((len(lengths), 1), dtype=np.int64)
     for i in np.argsort(-lengths.max(axis=1), kind="stable"):
-        # A lone over-long pair's row is over capacity already, so nothing joins it.
-        fits = np.flatnonzero(np.all(used[: len(rows)] + lengths[i] <= capacity, axis=1))
+        # Longest first, so wide rows open first and short pairs try them first.
+        n = len(rows)
+        fits = np.flatnonzero(np.all(used[:n] + lengths[i] <= limits[:n], axis=1))
         if len(fits):
             rows[fits[0]].append(int(i))
             used[fits[0]] += lengths[i]
         else:
-            used[len(rows)] = lengths[i]
+            used[n] = lengths[i]
+            limits[n] = capacity if lengths[i].max() <= capacity else width
             rows.append([int(i)])
     return rows
 
@@ -129,7 +135,7 @@ def pack_window(source_values, source_lengths, target_values, target_lengths, ca
     sources = np.split(source_values, np.cumsum(source_lengths)[:-1])
     targets = np.split(target_values, np.cumsum(target_lengths)[:-1])
     lengths = np.stack([source_lengths, target_lengths - 1], axis=1).astype(np.int64)
-    rows = pack_rows(lengths, int(capacity))
+    rows = pack_rows(lengths, int(capacity), int(width))
     out = {key: np.zeros((len(rows), width), np.int64) for key in (*_PACKED_KEYS, "target_out")}
     capacities = np.zeros(len(rows), np.int32)
     for r, members in enumerate(rows):
@@ -151,7 +157,8 @@ def pack_window(source_values, source_lengths, target_values, target_lengths, ca
 
 def _packed_batches(pairs: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset:
     """Rows of `cfg.pack_length` tokens holding several pairs; `batch_tokens // pack_length`
-    rows per batch. Pairs longer than a row get rows of `max_length` tokens, batched apart.
+    rows per batch. Pairs longer than a row get rows of `max_length` tokens, batched apart,
+    which shorter pairs fill up.
     Each group's last batch is filled up with empty rows, so every batch of a group has one
     shape (one XLA program) and no pair is dropped."""
     capacity, width = cfg.pack_length, cfg.max_length

@@ -136,7 +136,7 @@ class TrainConfig:
     # Pack training pairs into rows of this many tokens, several pairs per row, each attending
     # only to itself (0: off, one pair per row in length buckets). On Multi30k, rows of 32 leave
     # 10% padding (bucket-padded batches: 15%). XLA sees two batch shapes: rows of this length,
-    # and rows of max_length for the pairs longer than that.
+    # and rows of max_length for the pairs longer than that (shorter pairs fill them up).
     pack_length: int = 0
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     # Longest token sequence (with start/end tokens) the model sees; longer pairs are skipped.

@@ -85,6 +85,15 @@ def test_pack_rows_first_fit_decreasing():
     assert pack_rows(lengths, 10) == [[4], [2, 3], [0, 1]]
 
 
+def test_pack_rows_fills_wide_rows_with_shorter_pairs():
+    lengths = np.array([[5, 5], [3, 4], [8, 2], [2, 2], [12, 3]])
+    # Pair 4 opens a wide row (16 a side): 2 (20) and 0 (17) overflow it, 1 fits (15, 7);
+    # then 3 no longer fits the wide row (17) and joins 2's row of 10.
+    assert pack_rows(lengths, 10, 16) == [[4, 1], [2, 3], [0]]
+    # A wide row's limit holds on each side: a target of 5 more would make 17.
+    assert pack_rows(np.array([[12, 12], [1, 5]]), 10, 16) == [[0], [1]]
+
+
 def test_packed_batches_hold_every_pair_once_with_fixed_shapes():
     lengths = [3, 4, 5, 6, 7, 9, 11, 13, 17] * 6 + [19, 20]
     cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16)
@@ -115,6 +124,9 @@ def test_packed_batches_hold_every_pair_once_with_fixed_shapes():
             assert not x["source"][r][x["source_segments"][r] == 0].any()
             assert not y[r][x["target_segments"][r] == 0].any()
     assert sorted(seen) == list(range(len(lengths)))
+    # Shorter pairs share the wide rows: pairs of 17 leave room for one of 3.
+    wide = [x["source_segments"] for x, _ in batches if x["source"].shape[1] == 20]
+    assert max(int(segments.max()) for segments in wide) == 2
     again = list(make_batches(_numbered_pairs(lengths), cfg, shuffle_seed=1).as_numpy_iterator())
     assert len(again) == len(batches)
     for (x1, y1), (x2, y2) in zip(batches, again, strict=True):
