@@ -8,6 +8,50 @@ from keras import ops
 PAD_ID = 0
 
 
+def token_log_stats(y_true, logits):
+    """Per position: log-sum-exp of the logits, the true token's logit, and the largest logit.
+
+    The loss and the metrics take what they need from these, so when one compiled step runs
+    them all, the common subexpressions merge and each pass over the (positions x vocabulary)
+    logits runs once.
+    """
+    top = ops.max(logits, axis=-1, keepdims=True)
+    lse = ops.squeeze(top, -1) + ops.log(ops.sum(ops.exp(logits - top), axis=-1))
+    ids = ops.expand_dims(ops.cast(y_true, "int32"), -1)
+    true_logit = ops.squeeze(ops.take_along_axis(logits, ids, axis=-1), -1)
+    return lse, true_logit, ops.squeeze(top, -1)
+
+
+def smoothed_cross_entropy(y_true, logits, label_smoothing: float = 0.0):
+    """Per-position cross-entropy against the label-smoothed target distribution.
+
+    lse - (1 - e) * logit[true] - e * mean(logits), which is -sum(smoothed * log_softmax), with
+    its gradient written out (softmax - smoothed, times the upstream gradient): one pass over
+    the logits instead of the several autodiff makes through log_softmax.
+    """
+    eps = float(label_smoothing)
+
+    @ops.custom_gradient
+    def cross_entropy(logits):
+        lse, true_logit, _ = token_log_stats(y_true, logits)
+        per_token = lse - (1.0 - eps) * true_logit
+        if eps:
+            per_token = per_token - eps * ops.mean(logits, axis=-1)
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            vocab = ops.shape(logits)[-1]
+            softmax = ops.exp(logits - ops.expand_dims(lse, -1))
+            target = ops.one_hot(ops.cast(y_true, "int32"), vocab, dtype=logits.dtype)
+            target = target * (1.0 - eps) + eps / ops.cast(vocab, logits.dtype)
+            return ops.expand_dims(upstream, -1) * (softmax - target)
+
+        return per_token, grad
+
+    return cross_entropy(logits)
+
+
 @keras.saving.register_keras_serializable(package="translation")
 class MaskedCrossEntropy(keras.losses.Loss):
     """Mean token cross-entropy over non-padding positions, with optional label smoothing."""
@@ -17,13 +61,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         self.label_smoothing = label_smoothing
 
     def call(self, y_true, y_pred):
-        vocab = ops.shape(y_pred)[-1]
-        labels = ops.one_hot(y_true, vocab)
-        if self.label_smoothing:
-            labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / ops.cast(
-                vocab, labels.dtype
-            )
-        per_token = keras.losses.categorical_crossentropy(labels, y_pred, from_logits=True)
+        per_token = smoothed_cross_entropy(y_true, y_pred, self.label_smoothing)
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), per_token.dtype)
         # Per-position values whose plain mean (Keras' reduction) is the mean over real tokens.
         # Returning per-position values, not a scalar, keeps Keras' scaling across replicas.
@@ -50,11 +88,9 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.total = self.add_variable((), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int32")
-        true_logit = ops.take_along_axis(y_pred, ops.expand_dims(y_true, -1), axis=-1)
-        top = ops.max(y_pred, axis=-1)
+        _, true_logit, top = token_log_stats(y_true, y_pred)
         mask = ops.not_equal(y_true, PAD_ID)
-        correct = ops.logical_and(ops.greater_equal(ops.squeeze(true_logit, -1), top), mask)
+        correct = ops.logical_and(ops.greater_equal(true_logit, top), mask)
         self.correct.assign_add(ops.sum(ops.cast(correct, "float32")))
         self.total.assign_add(ops.sum(ops.cast(mask, "float32")))
 
@@ -72,7 +108,8 @@ class MaskedPerplexity(keras.metrics.Metric):
         self.total = self.add_variable((), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        per_token = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        lse, true_logit, _ = token_log_stats(y_true, y_pred)
+        per_token = lse - true_logit
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
         self.total_loss.assign_add(ops.sum(ops.cast(per_token, "float32") * mask))
         self.total.assign_add(ops.sum(mask))

@@ -188,6 +188,34 @@ def test_label_smoothed_loss_matches_the_smoothed_distribution():
     assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_label_smoothed_loss_gradient_is_softmax_minus_smoothed_target():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    logits = tf.constant(rng.normal(size=(2, 4, 11)).astype("float32") * 3)
+    y_true = np.array([[3, 9, 1, 0], [10, 0, 0, 4]])
+    eps, vocab = 0.1, 11
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        loss = MaskedCrossEntropy(label_smoothing=eps)(y_true, logits)
+        # The same loss through autodiff of Keras' own smoothed cross-entropy.
+        smoothed = np.full(logits.shape, eps / vocab) + (1 - eps) * np.eye(vocab)[y_true]
+        mask = (y_true != 0).astype("float32")
+        reference = (
+            tf.reduce_sum(
+                keras.losses.categorical_crossentropy(smoothed, logits, from_logits=True) * mask
+            )
+            / mask.sum()
+        )
+    got = tape.gradient(loss, logits).numpy()
+    softmax = np.exp(logits.numpy())
+    softmax /= softmax.sum(-1, keepdims=True)
+    expected = (softmax - smoothed) * mask[..., None] / mask.sum()
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+    np.testing.assert_allclose(got, tape.gradient(reference, logits).numpy(), atol=1e-7)
+    assert not got[y_true == 0].any()  # padding gets no gradient
+
+
 def test_token_count_and_perplexity_metrics():
     y_true = np.array([[5, 6, 0]])
     logits = np.zeros((1, 3, 8), dtype="float32")  # uniform over 8 tokens
