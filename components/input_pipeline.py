@@ -102,6 +102,12 @@ _PACKED_KEYS = (
 )
 
 
+def row_limit(longest: int, capacity: int, width: int) -> int:
+    """Tokens a side of a packed row whose longest pair has `longest` tokens on its longer side:
+    `capacity`, or `width` for a wide row opened by an over-long pair."""
+    return capacity if longest <= capacity else width
+
+
 def pack_rows(lengths: np.ndarray, capacity: int, width: int | None = None) -> list[list[int]]:
     """First-fit decreasing: rows of pair indices whose lengths (source, target) sum to at
     most `capacity` on each side. A pair longer than `capacity` opens a wide row, which holds
@@ -120,7 +126,7 @@ def pack_rows(lengths: np.ndarray, capacity: int, width: int | None = None) -> l
             used[fits[0]] += lengths[i]
         else:
             used[n] = lengths[i]
-            limits[n] = capacity if lengths[i].max() <= capacity else width
+            limits[n] = row_limit(lengths[i].max(), capacity, width)
             rows.append([int(i)])
     return rows
 
@@ -139,7 +145,7 @@ def pack_window(source_values, source_lengths, target_values, target_lengths, ca
     out = {key: np.zeros((len(rows), width), np.int64) for key in (*_PACKED_KEYS, "target_out")}
     capacities = np.zeros(len(rows), np.int32)
     for r, members in enumerate(rows):
-        capacities[r] = capacity if lengths[members].max() <= capacity else width
+        capacities[r] = row_limit(lengths[members].max(), capacity, width)
         s = t = 0
         for segment, i in enumerate(members, start=1):
             source, target = sources[i], targets[i]
