@@ -16,10 +16,11 @@ def token_log_stats(y_true, logits):
     logits runs once.
     """
     top = ops.max(logits, axis=-1, keepdims=True)
-    lse = ops.squeeze(top, -1) + ops.log(ops.sum(ops.exp(logits - top), axis=-1))
+    row_max = ops.squeeze(top, -1)
+    lse = row_max + ops.log(ops.sum(ops.exp(logits - top), axis=-1))
     ids = ops.expand_dims(ops.cast(y_true, "int32"), -1)
     true_logit = ops.squeeze(ops.take_along_axis(logits, ids, axis=-1), -1)
-    return lse, true_logit, ops.squeeze(top, -1)
+    return lse, true_logit, row_max
 
 
 def smoothed_cross_entropy(y_true, logits, label_smoothing: float = 0.0):
