@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.decoding import PAD_ID, beam_search, cached_greedy_decode, greedy_decode
+from models.decoding import END_ID, PAD_ID, beam_search, cached_greedy_decode, greedy_decode
 from models.tokenizer import TranslationTokenizer
 
 TEXT = tf.TensorSpec([None], tf.string, name="text")
@@ -45,8 +45,15 @@ class Translator(tf.Module):
     def _source(self, text):
         limit = self.model.max_length
         source = self.tokenizer.source.tokenize(text)
-        # Positions beyond the model's table cannot be embedded: over-long inputs are cut.
+        # Positions beyond the model's table cannot be embedded: an over-long input keeps its
+        # first limit - 1 tokens and its end token, so the model still sees a closed sentence,
+        # as every training pair is.
+        cut = source.row_lengths() > limit
         source = source.to_tensor(default_value=PAD_ID)[:, :limit]
+        last = tf.equal(tf.range(tf.shape(source)[1]), limit - 1)
+        source = tf.where(
+            tf.logical_and(cut[:, None], last[None, :]), tf.constant(END_ID, source.dtype), source
+        )
         lengths = tf.reduce_sum(tf.cast(source != PAD_ID, tf.int32), axis=1)
         # Each sentence may grow to its own length plus a margin, whatever its batch holds.
         limits = tf.minimum(lengths + self.max_extra_tokens, limit)
