@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -163,6 +164,7 @@ def train(
         print(
             f"resuming from {resume.path}: epoch {start.epoch + 1}, "
             f"{start.step_in_epoch} batches done in it (step {start.global_step})",
+            file=sys.stderr,
             flush=True,
         )
     # Bucketed datasets have no known length; Keras warns at the end of each pass over them.
@@ -195,6 +197,7 @@ def train(
             f"final weights: the mean of epochs {epochs[0]}-{epochs[-1]} "
             f"(validation loss {averaged['val_loss']:.4f}, last epoch's "
             f"{checkpoint.position.history['val_loss'][-1]:.4f})",
+            file=sys.stderr,
             flush=True,
         )
     seconds = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or time.perf_counter() - self.started
-        step = epoch + 1
+        step = epoch  # the step Keras' TensorBoard callback gives this epoch's epoch_* scalars
         sources = tf.constant([s for s, _ in self.pairs])
         outputs = [
             t.decode("utf-8") for t in self.translator.translate(sources)["translation"].numpy()
@@ -145,7 +146,7 @@ class AttentionImages(_OnceAtTrainBegin):
                 )
                 for layer, weights in enumerate(layers):
                     image = heatmap(np.asarray(weights)[0].mean(axis=0))
-                    tf.summary.image(f"sentence_{i}/layer_{layer}", image[None], step=epoch + 1)
+                    tf.summary.image(f"sentence_{i}/layer_{layer}", image[None], step=epoch)
         self.writer.flush()
 
 
@@ -248,10 +249,15 @@ class StepProgress(keras.callbacks.Callback):
             loss = float((logs or {}).get("loss", float("nan")))
             print(
                 f"  epoch {self.epoch + 1} step {batch + 1}: loss {loss:.4f} ({rate:.2f} steps/s)",
+                file=sys.stderr,
                 flush=True,
             )
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         shown = " ".join(f"{k} {float(v):.4g}" for k, v in sorted((logs or {}).items()))
-        print(f"epoch {epoch + 1}/{self.epochs} ({seconds:.1f} s): {shown}", flush=True)
+        print(
+            f"epoch {epoch + 1}/{self.epochs} ({seconds:.1f} s): {shown}",
+            file=sys.stderr,
+            flush=True,
+        )

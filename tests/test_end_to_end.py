@@ -39,7 +39,11 @@ def _run(workdir: Path, *overrides: str, stages: str | None = None) -> dict:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    return json.loads((workdir / "summary.json").read_text())
+    summary = json.loads((workdir / "summary.json").read_text())
+    # stdout is the result alone, as JSON; progress and logs go to stderr.
+    shown = json.loads(completed.stdout)
+    assert shown["stages"] == {k: v["status"] for k, v in summary["stages"].items()}
+    return summary
 
 
 @pytest.fixture(scope="module")
@@ -118,22 +122,40 @@ def test_export_has_signatures_warmup_op_report_and_keras_file(first_run):
     assert fresh["greedy_uncached"]["translation"] == fresh["serving_default"]["translation"]
     assert fresh["timing"]["latency_ms"]["p95"] >= fresh["timing"]["latency_ms"]["p50"] > 0
     assert json.loads((export_dir / "blessing.json").read_text())["blessed"] is True
-    assert (export_dir / "model.keras").is_file()
+    # The Keras file loads in safe mode once components.train (imported above) registered
+    # the project's classes, as the README says.
+    reloaded = keras.saving.load_model(export_dir / "model.keras")
+    train_result = Path(summary["stages"]["train"]["artifact_dir"]) / "train_result.json"
+    assert reloaded.count_params() == json.loads(train_result.read_text())["parameters"]
 
 
 def test_translate_cli_prints_the_served_translations(first_run):
     _, summary = first_run
     predictions = Path(summary["stages"]["evaluate"]["artifact_dir"]) / "predictions.jsonl"
-    rows = [json.loads(line) for line in predictions.read_text().splitlines()[:2]]
-    completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.translate", summary["serving_model_dir"]],
-        input="\n".join(r["source"] for r in rows) + "\n",
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()[:3]]
+    sources = [r["source"] for r in rows]
+    translations = [r["translation"] for r in rows]
+    cli = [sys.executable, "-m", "pipeline.translate", summary["serving_model_dir"]]
+    # Lines of stdin, a blank one among them, in batches of 2: one output line per input line.
+    from_stdin = subprocess.run(
+        [*cli, "--batch-size", "2"],
+        input=f"{sources[0]}\n\n{sources[1]}\n  \n{sources[2]}\n",
         capture_output=True,
         text=True,
         check=False,
     )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.splitlines() == [r["translation"] for r in rows]
+    assert from_stdin.returncode == 0, from_stdin.stderr[-2000:]
+    assert from_stdin.stdout.split("\n") == [
+        translations[0], "", translations[1], "", translations[2], ""
+    ]  # fmt: skip
+    # Sentences as arguments may follow the options.
+    from_args = subprocess.run(
+        [*cli, "--batch-size", "1", *sources[:2]], capture_output=True, text=True, check=False
+    )
+    assert from_args.returncode == 0, from_args.stderr[-2000:]
+    assert from_args.stdout.splitlines() == translations[:2]
+    bad = subprocess.run([*cli, "--batch-size", "0"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--batch-size: must be at least 1, got 0" in bad.stderr
 
 
 def _tags(directory: Path) -> dict[str, list[float]]:
@@ -146,6 +168,15 @@ def _tags(directory: Path) -> dict[str, list[float]]:
                 number = float(tensor) if scalar else 0.0
                 values.setdefault(value.tag, []).append(number)
     return values
+
+
+def _steps(directory: Path) -> dict[str, list[int]]:
+    steps: dict[str, list[int]] = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
 
 
 def _graph_ops(directory: Path) -> set[str]:
@@ -185,6 +216,14 @@ def test_tensorboard_has_losses_learning_rate_and_samples(first_run):
     assert {"Placeholder", "MatMul", "Softmax", "Einsum"} <= ops
     attention = _tags(logdir / "attention")
     assert len(attention["sentence_0/layer_0"]) == 6 and "sentence_1/tokens" in attention
+    # Every per-epoch series sits at the step Keras gives its epoch_* scalars: 0 to 5.
+    epochs = list(range(6))
+    train_steps, validation_steps = _steps(logdir / "train"), _steps(logdir / "validation")
+    assert sorted(train_steps["epoch_loss"]) == sorted(validation_steps["epoch_loss"]) == epochs
+    assert sorted(train_steps["target_tokens_per_second"]) == epochs
+    assert sorted(validation_steps["validation_bleu"]) == epochs
+    assert sorted(_steps(logdir / "samples")["sample_translations"]) == epochs
+    assert sorted(_steps(logdir / "attention")["sentence_0/layer_0"]) == epochs
 
 
 def test_second_run_is_cached_and_reproducible(first_run, tmp_path):

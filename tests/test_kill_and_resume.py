@@ -86,7 +86,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 
     resumed = subprocess.run(_command(killed), capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    line = next(x for x in resumed.stdout.splitlines() if x.startswith("resuming from"))
+    line = next(x for x in resumed.stderr.splitlines() if x.startswith("resuming from"))
     # It resumed from the save seen before the kill or a later one: at most EVERY steps lost
     # from the kill, however long the kill took to land.
     start_step = int(line.rsplit("step ", 1)[1].rstrip(")"))
