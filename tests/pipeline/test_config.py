@@ -113,3 +113,19 @@ def test_beam_arg_flag_reaches_the_beam_options():
     options = beam_args(resolve_config(args))
     assert options[0] == "--runner=FnApiRunner"
     assert options[-2:] == ["--temp_location=/tmp/x", "--num_workers=3"]
+
+
+def test_unreadable_config_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^configs: is a directory, not a config file$"):
+        load_config("configs")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"model_name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(byte 15\)$"):
+        load_config(latin1)
+
+
+def test_cli_reports_a_directory_config_with_exit_2(capsys):
+    from run_pipeline import main
+
+    assert main(["--config", "configs"]) == 2
+    assert capsys.readouterr().err == "config error: configs: is a directory, not a config file\n"
