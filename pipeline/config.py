@@ -254,6 +254,20 @@ def _build(cls: type, raw: dict, where: str) -> Any:
     return cls(**kwargs)
 
 
+def _override_value(hint: Any, text: str, assignment: str) -> Any:
+    """The value of a `--set` as YAML reads it; a str field takes the text as written."""
+    if hint is str:
+        # YAML would make 2024, 007, on or ~ a number, a boolean or null.
+        return text
+    if not text:
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"--set {assignment}: {text!r} is not a YAML value ({problem})") from None
+
+
 def _set_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. train.epochs=20")
@@ -267,7 +281,7 @@ def _set_override(raw: dict, assignment: str) -> None:
             parent = ".".join(keys[:depth]) or "the top level"
             raise ConfigError(f"--set {assignment}: unknown key '{key}' in {parent}")
         if depth == len(keys) - 1:
-            node[key] = yaml.safe_load(text) if text.strip() else ""
+            node[key] = _override_value(hints[key], text.strip(), assignment)
             return
         cls = hints[key]
         if not dataclasses.is_dataclass(cls):

@@ -129,3 +129,23 @@ def test_cli_reports_a_directory_config_with_exit_2(capsys):
 
     assert main(["--config", "configs"]) == 2
     assert capsys.readouterr().err == "config error: configs: is a directory, not a config file\n"
+
+
+@pytest.mark.parametrize("text", ["2024", "007", "on", "~", "*.tsv", "[x", "@x", "a: b"])
+def test_set_on_a_string_field_keeps_the_text_as_written(text):
+    cfg = load_config(None, [f"model_name={text}", f"data.path= {text} "])
+    assert (cfg.model_name, cfg.data.path) == (text, text)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=*3", r"train.epochs=\*3: '\*3' is not .* \(found undefined alias '3'\)$"),
+        ("train.epochs=*.5", r"train.epochs=\*.5: '\*.5' is not a YAML value \(expected alpha"),
+        ("beam.extra_args=[x", r"beam.extra_args=\[x: '\[x' is not a YAML value \(expected"),
+        ("seed=@x", r"seed=@x: '@x' is not a YAML value \(found character '@' that"),
+    ],
+)
+def test_set_that_is_not_yaml_names_the_override(override, message):
+    with pytest.raises(ConfigError, match=f"^--set {message}"):
+        load_config(None, [override])
