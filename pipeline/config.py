@@ -235,8 +235,12 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
         return [_check_value(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: unsupported union type in schema")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            # YAML 1.1 reads an exponent without a dot (1e3, 1e-1) as a string.
+            return float(value)
+        except ValueError:
+            pass
     # bool is a subclass of int, so an int field must reject True/False explicitly.
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")

@@ -26,6 +26,17 @@ def test_int_is_accepted_for_float():
     assert load_config(None, ["train.dropout=0"]).train.dropout == 0.0
 
 
+def test_exponent_without_a_dot_is_accepted_for_float(tmp_path):
+    path = tmp_path / "exponent.yaml"
+    path.write_text("train:\n  dropout: 1e-1\n")
+    cfg = load_config(path, ["data.max_length_ratio=1e3", "decoding.length_penalty= 6E-1 "])
+    assert (cfg.train.dropout, cfg.data.max_length_ratio) == (0.1, 1000.0)
+    assert cfg.decoding.length_penalty == 0.6
+    for text, shown in [("abc", "'abc'"), ("true", "True"), ("1e3x", "'1e3x'")]:
+        with pytest.raises(ConfigError, match=f"train.dropout: expected float, got {shown}$"):
+            load_config(None, [f"train.dropout={text}"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
