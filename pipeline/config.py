@@ -7,6 +7,7 @@ work, with a message that names the key and where it came from (the YAML file or
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -198,7 +199,7 @@ class ExportConfig:
     latency_runs: int = 20
     # Push only a model whose test BLEU reaches this.
     min_bleu: float = 0.0
-    # Versions kept under serving/<model_name>/; older ones are deleted after a push.
+    # Versions kept under serving/<model_name>/ (0: all); older ones are deleted after a push.
     keep_versions: int = 3
 
 
@@ -235,8 +236,12 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
         return [_check_value(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: unsupported union type in schema")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            # YAML 1.1 reads an exponent without a dot (1e3, 1e-1) as a string.
+            return float(value)
+        except ValueError:
+            pass
     # bool is a subclass of int, so an int field must reject True/False explicitly.
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
@@ -254,6 +259,20 @@ def _build(cls: type, raw: dict, where: str) -> Any:
     return cls(**kwargs)
 
 
+def _override_value(hint: Any, text: str, assignment: str) -> Any:
+    """The value of a `--set` as YAML reads it; a str field takes the text as written."""
+    if hint is str:
+        # YAML would make 2024, 007, on or ~ a number, a boolean or null.
+        return text
+    if not text:
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"--set {assignment}: {text!r} is not a YAML value ({problem})") from None
+
+
 def _set_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. train.epochs=20")
@@ -267,12 +286,27 @@ def _set_override(raw: dict, assignment: str) -> None:
             parent = ".".join(keys[:depth]) or "the top level"
             raise ConfigError(f"--set {assignment}: unknown key '{key}' in {parent}")
         if depth == len(keys) - 1:
-            node[key] = yaml.safe_load(text) if text.strip() else ""
+            node[key] = _override_value(hints[key], text.strip(), assignment)
             return
         cls = hints[key]
         if not dataclasses.is_dataclass(cls):
             raise ConfigError(f"--set {assignment}: '{key}' is not a section")
         node = node.setdefault(key, {})
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> PipelineConfig:
@@ -281,12 +315,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Pi
     origin = "defaults"
     if path is not None:
         origin = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raw = _read_yaml(Path(path))
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     try:
@@ -297,10 +326,99 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Pi
         _set_override(raw, assignment)
     try:
         config = _build(PipelineConfig, raw, "")
+        _check_ranges(config)
         _check_consistency(config)
         return config
     except ConfigError as error:
-        raise ConfigError(f"{origin} with --set overrides: {error}") from None
+        where = f"{origin} with --set overrides" if overrides else origin
+        raise ConfigError(f"{where}: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    """The values a numeric key allows: `low` to `high` (None: no upper bound)."""
+
+    low: float
+    high: float | None = None
+    high_excluded: bool = False
+    zero: str = ""  # what 0 means, where it means something special
+
+    def allows(self, value: float) -> bool:
+        if value < self.low:
+            return False
+        if self.high is None:
+            return True
+        return value < self.high or (value == self.high and not self.high_excluded)
+
+    def advice(self) -> str:
+        low = f"{self.low} ({self.zero})" if self.zero else f"{self.low}"
+        if self.high is None:
+            return f"use {low} or more"
+        return f"use {low} to {'less than ' if self.high_excluded else ''}{self.high}"
+
+
+_COUNT = _Range(1)
+_FRACTION = _Range(0, 1)
+# At 1 dropout keeps no unit, label smoothing keeps no label, the splits leave train no row.
+_RATE = _Range(0, 1, high_excluded=True)
+
+# Every int and float key but train.pack_length and train.average_last_epochs, whose range
+# depends on other keys (_check_consistency).
+_RANGES = {
+    "seed": _Range(0, 2**32 - 1),  # NumPy's seed range (keras.utils.set_random_seed)
+    "beam.direct_num_workers": _Range(0, zero="one per CPU core"),
+    "data.builtin_pairs": _COUNT,
+    "data.source_column": _Range(0),
+    "data.target_column": _Range(0),
+    "data.max_words": _COUNT,
+    "data.max_length_ratio": _Range(1),  # longer side over shorter side
+    "data.max_rejected_fraction": _FRACTION,
+    "data.split.validation": _RATE,
+    "data.split.test": _RATE,
+    "data.num_shards": _COUNT,
+    # The 4 reserved tokens and at least one piece.
+    "tokenizer.source_vocab_size": _Range(5),
+    "tokenizer.target_vocab_size": _Range(5),
+    "tokenizer.min_count": _Range(0),
+    "train.num_layers": _COUNT,
+    "train.d_model": _COUNT,
+    "train.num_heads": _COUNT,
+    "train.dff": _COUNT,
+    "train.dropout": _RATE,
+    "train.label_smoothing": _RATE,
+    "train.steps_per_execution": _COUNT,
+    "train.max_length": _Range(3),  # the start and end tokens and one more
+    "train.batch_tokens": _COUNT,
+    "train.epochs": _COUNT,
+    # The schedule's warmup term is infinite at 0, leaving the inverse square root decay.
+    "train.warmup_steps": _Range(0, zero="no warmup"),
+    "train.shuffle_buffer": _COUNT,  # tf.data needs a buffer; 1 does not shuffle
+    "train.num_sample_translations": _Range(0),
+    "train.num_bleu_sentences": _Range(0),
+    "train.num_attention_images": _Range(0),
+    "train.malloc_top_pad_mb": _Range(0, 2047, zero="glibc's default"),
+    "train.checkpoint_every_steps": _Range(0, zero="epochs only"),
+    "decoding.max_extra_tokens": _Range(0),
+    "decoding.beam_size": _COUNT,
+    "decoding.length_penalty": _Range(0, zero="no penalty"),
+    "evaluate.batch_size": _COUNT,
+    "export.num_validation_sentences": _COUNT,
+    "export.latency_runs": _COUNT,
+    "export.min_bleu": _Range(0, 100),
+    "export.keep_versions": _Range(0, zero="keep every version"),
+}
+
+
+def _check_ranges(config: PipelineConfig) -> None:
+    """Each numeric key on its own: before any stage runs, not when its stage fails."""
+    for dotted, allowed in _RANGES.items():
+        value: Any = config
+        for key in dotted.split("."):
+            value = getattr(value, key)
+        if not math.isfinite(value):
+            raise ConfigError(f"{dotted}={value}: use a finite number")
+        if not allowed.allows(value):
+            raise ConfigError(f"{dotted}={value}: {allowed.advice()}")
 
 
 _ARCHITECTURE = ("num_layers", "d_model", "num_heads", "dff")
@@ -332,9 +450,16 @@ def _check_consistency(config: PipelineConfig) -> None:
             f"train.pack_length={train.pack_length}: use 0 (no packing) or 8 to "
             f"train.max_length ({train.max_length})"
         )
-    if not 0 <= train.malloc_top_pad_mb <= 2047:
+    if train.num_heads > train.d_model:
+        # Each head gets d_model // num_heads dimensions, which must not be 0.
         raise ConfigError(
-            f"train.malloc_top_pad_mb={train.malloc_top_pad_mb}: use 0 (glibc's default) to 2047"
+            f"train.num_heads={train.num_heads}: use 1 to train.d_model ({train.d_model})"
+        )
+    split = config.data.split
+    if split.validation + split.test >= 1:
+        raise ConfigError(
+            f"data.split.validation + data.split.test = {split.validation + split.test:g}: "
+            "use less than 1 (train gets the rest)"
         )
     if train.share_embeddings and not config.tokenizer.shared_vocab:
         raise ConfigError("train.share_embeddings needs tokenizer.shared_vocab: true")
