@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import sys
 import threading
 
@@ -10,7 +11,7 @@ import pytest
 from pipeline import push
 from pipeline.artifacts import ArtifactStore, fingerprint
 from pipeline.config import PipelineConfig, to_dict
-from pipeline.runner import Stage, run_pipeline
+from pipeline.runner import PipelineError, Stage, run_pipeline
 
 
 @dataclasses.dataclass
@@ -62,9 +63,76 @@ def test_second_run_is_all_cached_and_changes_rerun_downstream(tmp_path):
     )
 
 
-def test_stages_flag_requires_cached_upstream(tmp_path):
-    with pytest.raises(RuntimeError, match="stage 'first' has no artifact"):
-        run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["second"])
+def _third(calls: list[str]) -> Stage:
+    def third(cfg, inputs, out, beam_args):
+        calls.append("third")
+        return Done(int((inputs["second"] / "value.txt").read_text()))
+
+    return Stage("third", ("second",), third, lambda c: {}, lambda: [sys.modules[__name__]])
+
+
+def test_stages_flag_requires_cached_upstream_before_any_work(tmp_path):
+    calls: list[str] = []
+    stages = [*_stages(calls), _third(calls)]
+    with pytest.raises(PipelineError) as error:
+        run_pipeline(PipelineConfig(), tmp_path, stages, only=["first", "third"])
+    assert str(error.value) == (
+        "--stages first,third needs second too: this config has no artifact of it in "
+        f"{tmp_path}/artifacts. Run --stages first,second,third"
+    )
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_stage_outside_stages_stays_cached_when_its_upstream_reruns(tmp_path):
+    calls: list[str] = []
+    stages = [*_stages(calls), _third(calls)]
+    first = run_pipeline(PipelineConfig(), tmp_path, stages)
+    # A fingerprint depends on its inputs' fingerprints, not their files: rebuilding `first`
+    # gives the same fingerprints, so `second`'s artifact is still the one to use.
+    shutil.rmtree(first["stages"]["first"]["artifact_dir"])
+    shutil.rmtree(first["stages"]["third"]["artifact_dir"])
+    summary = run_pipeline(PipelineConfig(), tmp_path, stages, only=["first", "third"])
+    assert calls == ["first", "second", "third", "first", "third"]
+    assert {k: v["status"] for k, v in summary["stages"].items()} == {
+        "first": "ran",
+        "second": "cached",
+        "third": "ran",
+    }
+    assert summary["fingerprints"] == first["fingerprints"]
+
+
+def test_no_stages_is_an_error_that_writes_nothing(tmp_path):
+    (tmp_path / "summary.json").write_text('{"stages": {"first": "earlier run"}}')
+    with pytest.raises(PipelineError, match="^no stages given"):
+        run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=[])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+    assert (tmp_path / "summary.json").read_text() == '{"stages": {"first": "earlier run"}}'
+
+
+def test_an_unusable_workdir_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from run_pipeline import main
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PipelineError, match=f"^cannot use workdir {tmp_path}/file: File exists$"):
+        run_pipeline(PipelineConfig(), tmp_path / "file", _stages([]))
+    workdir = tmp_path / "file" / "sub"
+    assert main(["--config", "configs/smoke.yaml", "--workdir", str(workdir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: cannot use workdir {workdir}: Not a directory\n"
+    assert captured.out == ""
+
+
+def test_cli_without_stages_exits_2_and_keeps_the_last_summary(tmp_path, capsys):
+    from run_pipeline import main
+
+    (tmp_path / "summary.json").write_text("{}")
+    for given in (",", "", " , "):
+        code = main(
+            ["--config", "configs/smoke.yaml", "--workdir", str(tmp_path), "--stages", given]
+        )
+        assert code == 2
+        assert capsys.readouterr().err.startswith("no stages given in --stages; stages are [")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 
 def test_stages_flag_runs_only_the_named_stages(tmp_path):
