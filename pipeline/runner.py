@@ -21,6 +21,7 @@ from pipeline import push as push_lib
 from pipeline.anomalies import detect_drift
 from pipeline.artifacts import ArtifactStore, code_version, fingerprint, write_json
 from pipeline.config import PipelineConfig, dump_yaml, to_dict
+from pipeline.staging import locked_staging, remove_abandoned
 
 log = logging.getLogger("pipeline")
 
@@ -107,25 +108,40 @@ def _plan(
 
 
 def _run_stage(step: _Step, cfg: PipelineConfig, store: ArtifactStore, dirs: dict[str, Path]):
-    """Builds the step's artifact in its staging directory, publishes it; (dir, seconds)."""
+    """Builds the step's artifact in its staging directory and publishes it.
+
+    Returns (artifact dir, seconds), seconds None when a concurrent run in this workdir
+    published it while this one waited. A failed stage leaves no staging directory unless it
+    is resumable (its checkpoints are what a rerun resumes from).
+    """
     stage, fp = step.stage, step.fingerprint
-    staging = store.path(stage.name, ".partial-" + fp)
-    if staging.exists() and not stage.resumable:
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    log.info("%-9s running  (fingerprint %s)", stage.name, fp)
-    t0 = time.perf_counter()
-    result = stage.run(cfg, {n: dirs[n] for n in stage.inputs}, staging, beam_args(cfg))
-    seconds = round(time.perf_counter() - t0, 2)
-    manifest = {
-        "inputs": {n: str(dirs[n]) for n in stage.inputs},
-        "input_fingerprints": step.inputs,
-        "config": stage.config(cfg),
-        "code_version": step.code,
-        "result": dataclasses.asdict(result),
-        "seconds": seconds,
-    }
-    return store.publish(staging, stage.name, fp, manifest), seconds
+    with locked_staging(store.root / stage.name, fp) as staging:
+        published = store.lookup(stage.name, fp)
+        if published is not None:
+            return published, None
+        if not stage.resumable:
+            for path in remove_abandoned(store.root / stage.name):
+                log.info("%-9s removed %s, left by an earlier run", stage.name, path.name)
+            shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(exist_ok=True)
+        log.info("%-9s running  (fingerprint %s)", stage.name, fp)
+        t0 = time.perf_counter()
+        try:
+            result = stage.run(cfg, {n: dirs[n] for n in stage.inputs}, staging, beam_args(cfg))
+        except BaseException:
+            if not stage.resumable:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        seconds = round(time.perf_counter() - t0, 2)
+        manifest = {
+            "inputs": {n: str(dirs[n]) for n in stage.inputs},
+            "input_fingerprints": step.inputs,
+            "config": stage.config(cfg),
+            "code_version": step.code,
+            "result": dataclasses.asdict(result),
+            "seconds": seconds,
+        }
+        return store.publish(staging, stage.name, fp, manifest), seconds
 
 
 def run_pipeline(

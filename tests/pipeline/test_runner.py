@@ -1,7 +1,9 @@
 """The runner: fingerprints, caching, resumable staging, atomic push."""
 
 import dataclasses
+import fcntl
 import json
+import os
 import shutil
 import sys
 import threading
@@ -157,7 +159,82 @@ def test_failed_stage_leaves_no_artifact(tmp_path):
         run_pipeline(PipelineConfig(), tmp_path, [stage])
     fp = fingerprint("broken", {}, {}, "x")
     assert ArtifactStore(tmp_path).lookup("broken", fp) is None
-    assert not list((tmp_path / "artifacts" / "broken").glob("[0-9a-f]*"))
+    # Neither an artifact nor the staging directory (nor its lock file) is left behind.
+    assert list((tmp_path / "artifacts" / "broken").iterdir()) == []
+
+
+def test_a_failed_resumable_stage_keeps_its_staging_directory(tmp_path):
+    def broken(cfg, inputs, out, beam_args):
+        (out / "checkpoint.txt").write_text("step 7")
+        raise RuntimeError("boom")
+
+    stage = Stage("train", (), broken, lambda c: {}, lambda: [], resumable=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(PipelineConfig(), tmp_path, [stage])
+    [staging] = (tmp_path / "artifacts" / "train").iterdir()
+    assert staging.name.startswith(".partial-")
+    assert (staging / "checkpoint.txt").read_text() == "step 7"
+
+
+def _hold_lock(path) -> int:
+    """Locks `path` as a live run building that staging directory does."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_abandoned_staging_directories_go_and_live_ones_stay(tmp_path):
+    stage_dir = tmp_path / "artifacts" / "first"
+    for name in (".partial-dead", ".partial-dead2", ".partial-live"):
+        (stage_dir / name).mkdir(parents=True)
+        (stage_dir / name / "half.txt").write_text("x")
+    (stage_dir / ".partial-dead2.lock").write_text("")  # its run was killed: nobody holds it
+    fd = _hold_lock(stage_dir / ".partial-live.lock")  # another run is writing this one
+    try:
+        summary = run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["first"])
+    finally:
+        os.close(fd)
+    fp = summary["fingerprints"]["first"]
+    assert sorted(p.name for p in stage_dir.iterdir()) == sorted(
+        [fp, ".partial-live", ".partial-live.lock"]
+    )
+    assert (stage_dir / ".partial-live" / "half.txt").read_text() == "x"
+
+
+def test_two_runs_of_the_same_stage_at_once_take_turns(tmp_path):
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow(cfg, inputs, out, beam_args):
+        calls.append("slow")
+        (out / "value.txt").write_text("1")
+        started.set()
+        assert release.wait(30)
+        return Done(1)
+
+    stages = [Stage("slow", (), slow, lambda c: {}, lambda: [sys.modules[__name__]])]
+    summaries: dict[str, dict] = {}
+
+    def run(name):
+        summaries[name] = run_pipeline(PipelineConfig(), tmp_path, stages)
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    second.join(1.0)  # it waits for the first run's lock, leaving its staging directory alone
+    [staging] = (tmp_path / "artifacts" / "slow").glob(".partial-*[0-9a-f]")
+    assert (staging / "value.txt").read_text() == "1" and second.is_alive()
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert calls == ["slow"]
+    assert summaries["first"]["stages"]["slow"]["status"] == "ran"
+    assert summaries["second"]["stages"]["slow"]["status"] == "cached"
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "slow").iterdir()) == [
+        summaries["first"]["fingerprints"]["slow"]
+    ]
 
 
 def test_fingerprint_depends_on_each_part():
