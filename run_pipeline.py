@@ -64,17 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.stages import STAGE_NAMES, STAGES
 
     only = None
-    if args.stages:
+    if args.stages is not None:
         only = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if not only:
+            print(f"no stages given in --stages; stages are {STAGE_NAMES}", file=sys.stderr)
+            return 2
         unknown = [s for s in only if s not in STAGE_NAMES]
         if unknown:
             print(f"unknown stage(s) {unknown}; stages are {STAGE_NAMES}", file=sys.stderr)
             return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    from pipeline.runner import run_pipeline
+    from pipeline.runner import PipelineError, run_pipeline
 
-    summary = run_pipeline(cfg, Path(args.workdir), STAGES, only)
+    try:
+        summary = run_pipeline(cfg, Path(args.workdir), STAGES, only)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     shown = {k: summary.get(k) for k in ("metrics", "serving_model_dir", "tensorboard_logdir")}
     shown["stages"] = {k: v["status"] for k, v in summary["stages"].items()}
     print(json.dumps(shown, indent=2))

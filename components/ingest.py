@@ -264,7 +264,7 @@ def ingest(cfg: DataConfig, *, out: Path, seed: int, beam_args: list[str]) -> In
     stats = collect_statistics(out)
     write_json(out / "statistics.json", stats)
     write_statistics_summaries(stats, out / "logs")
-    _check_rejected_fraction(stats, cfg.max_rejected_fraction)
+    _check_rows(stats, cfg, out)
     return IngestResult(counts=stats["count"], rejected=stats["rejected"])
 
 
@@ -272,13 +272,47 @@ class TooManyRejectedError(ValueError):
     """More rows were rejected than `data.max_rejected_fraction` allows."""
 
 
-def _check_rejected_fraction(stats: dict, limit: float) -> None:
-    """Fails the stage when the input looks broken rather than merely dirty."""
-    fraction = stats["rejected_total"] / max(stats["read"], 1)
-    if fraction > limit:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["rejected"].items()))
+class EmptySplitError(ValueError):
+    """Ingest kept no rows for a split: no input rows at all, or none left for that split."""
+
+
+def _configured_inputs(cfg: DataConfig) -> str:
+    """The config keys naming the input, with their values, for messages."""
+    if cfg.format == "builtin":
+        return f"the built-in corpus (data.builtin_pairs={cfg.builtin_pairs})"
+    keys = [f.name for f in dataclasses.fields(cfg) if f.name.endswith("path")]
+    return ", ".join(f"data.{key} {getattr(cfg, key)}" for key in keys if getattr(cfg, key))
+
+
+def _first_rejections(out: Path, limit: int = 3) -> str:
+    """The first rejected rows, "origin (reason)", for the message."""
+    with open(out / REJECTED_FILE, encoding="utf-8") as stream:
+        rows = [json.loads(line) for _, line in zip(range(limit), stream)]
+    return ", ".join(f"{row['origin']} ({row['reason']})" for row in rows)
+
+
+def _check_rows(stats: dict, cfg: DataConfig, out: Path) -> None:
+    """Fails the stage when the input looks broken rather than merely dirty, or a split is empty.
+
+    Tokenize, train and evaluate read every split, so an empty one would only fail later.
+    """
+    if stats["read"] == 0:
+        raise EmptySplitError(f"no rows read from {_configured_inputs(cfg)}: the input is empty")
+    fraction = stats["rejected_total"] / stats["read"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["rejected"].items()))
+    if fraction > cfg.max_rejected_fraction:
         raise TooManyRejectedError(
             f"{stats['rejected_total']} of {stats['read']} rows rejected ({fraction:.1%}), more "
-            f"than data.max_rejected_fraction={limit:.1%} ({reasons}). See rejected-*.jsonl; "
-            "fix the input or its format keys, or raise the limit."
+            f"than data.max_rejected_fraction={cfg.max_rejected_fraction:.1%} ({reasons}); "
+            f"first: {_first_rejections(out)}; all of them in {out}/{REJECTED_FILE}. Fix the "
+            "input or its format keys, or raise the limit."
+        )
+    empty = [split for split, count in stats["count"].items() if count == 0]
+    if empty:
+        counts = ", ".join(f"{split} {count}" for split, count in stats["count"].items())
+        raise EmptySplitError(
+            f"ingest kept no {' and no '.join(empty)} rows ({counts}; {stats['read']} read, "
+            f"{stats['rejected_total']} rejected{': ' + reasons if reasons else ''}) from "
+            f"{_configured_inputs(cfg)}. Later stages read every split: give more rows, a "
+            "larger data.split fraction or non-empty validation/test files."
         )

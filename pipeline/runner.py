@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pipeline import push as push_lib
 from pipeline.anomalies import detect_drift
 from pipeline.artifacts import ArtifactStore, code_version, fingerprint, write_json
 from pipeline.config import PipelineConfig, dump_yaml, to_dict
+from pipeline.staging import locked_staging, remove_abandoned
 
 log = logging.getLogger("pipeline")
 
@@ -48,13 +50,99 @@ def beam_args(cfg: PipelineConfig) -> list[str]:
     ]
 
 
-def _run_stage(stage: Stage, cfg: PipelineConfig, store: ArtifactStore, fp: str, inputs):
-    staging = store.path(stage.name, ".partial-" + fp)
-    if staging.exists() and not stage.resumable:
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    result = stage.run(cfg, inputs, staging, beam_args(cfg))
-    return staging, dataclasses.asdict(result)
+class PipelineError(Exception):
+    """A run that cannot start or go on as asked (stages, workdir): a one-line message, no work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """A needed stage, as planned before any runs: its fingerprint and whether it may run."""
+
+    stage: Stage
+    fingerprint: str
+    inputs: dict[str, str]  # input stage -> fingerprint
+    code: str
+    may_run: bool
+    cached: Path | None
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    """Creates the workdir, or says in one line why it cannot be used."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise PipelineError(f"cannot use workdir {workdir}: {error.strerror or error}") from None
+
+
+def _plan(
+    cfg: PipelineConfig, store: ArtifactStore, stages: list[Stage], only: list[str] | None
+) -> list[_Step]:
+    """The needed stages with their fingerprints; fails before any work if one cannot be had.
+
+    A fingerprint depends only on the config, the code and the inputs' fingerprints, never on
+    their files, so a stage outside --stages is known to be cached (or not) before its inputs run.
+    """
+    needed = _needed(stages, only)
+    fingerprints: dict[str, str] = {}
+    steps = []
+    for stage in stages:
+        if stage.name not in needed:
+            continue  # downstream of everything asked for: not run, not reported
+        inputs = {name: fingerprints[name] for name in stage.inputs}
+        code = code_version(stage.modules())
+        fp = fingerprint(stage.name, stage.config(cfg), inputs, code)
+        fingerprints[stage.name] = fp
+        may_run = only is None or stage.name in only
+        steps.append(_Step(stage, fp, inputs, code, may_run, store.lookup(stage.name, fp)))
+    missing = [s.stage.name for s in steps if not (s.may_run or s.cached)]
+    if missing:
+        runnable = ",".join(s.stage.name for s in steps if s.may_run or s.stage.name in missing)
+        raise PipelineError(
+            f"--stages {','.join(only or [])} needs {', '.join(missing)} too: this config has "
+            f"no artifact of it in {store.root}. Run --stages {runnable}"
+        )
+    return steps
+
+
+def _run_stage(step: _Step, cfg: PipelineConfig, store: ArtifactStore, dirs: dict[str, Path]):
+    """Builds the step's artifact in its staging directory and publishes it.
+
+    Returns (artifact dir, seconds), seconds None when a concurrent run in this workdir
+    published it while this one waited. A failed stage leaves its staging directory for a
+    look; the stage's next run removes it, unless the stage is resumable (its checkpoints are
+    what a rerun resumes from).
+    """
+    stage, fp = step.stage, step.fingerprint
+    with locked_staging(store.root / stage.name, fp) as staging:
+        published = store.lookup(stage.name, fp)
+        if published is not None:
+            return published, None
+        if not stage.resumable:
+            for path in remove_abandoned(store.root / stage.name):
+                log.info("%-9s removed %s, left by an earlier run", stage.name, path.name)
+            shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(exist_ok=True)
+        log.info("%-9s running  (fingerprint %s)", stage.name, fp)
+        t0 = time.perf_counter()
+        try:
+            result = stage.run(cfg, {n: dirs[n] for n in stage.inputs}, staging, beam_args(cfg))
+        except Exception:
+            # Kept for a look (ingest's rejected rows, say); the stage's next run removes it.
+            log.error("%-9s failed; what it wrote is in %s", stage.name, staging)
+            raise
+        seconds = round(time.perf_counter() - t0, 2)
+        manifest = {
+            "inputs": {n: str(dirs[n]) for n in stage.inputs},
+            "input_fingerprints": step.inputs,
+            "config": stage.config(cfg),
+            "code_version": step.code,
+            "result": dataclasses.asdict(result),
+            "seconds": seconds,
+        }
+        return store.publish(staging, stage.name, fp, manifest), seconds
 
 
 def run_pipeline(
@@ -63,53 +151,35 @@ def run_pipeline(
     stages: list[Stage],
     only: list[str] | None = None,
 ) -> dict:
-    """Runs `stages` in order (or only those named in `only`); returns and writes the summary."""
+    """Runs `stages` in order (or only those named in `only`); returns and writes the summary.
+
+    Raises PipelineError, before any stage runs, for an empty `only`, an unusable workdir or a
+    stage outside `only` without a cached artifact.
+    """
+    if only is not None and not only:
+        raise PipelineError("no stages given: name at least one stage to run")
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    _prepare_workdir(workdir)
     store = ArtifactStore(workdir)
+    plan = _plan(cfg, store, stages, only)
     previous_ingest = _previous_artifact(workdir, "ingest")
     dump_yaml(cfg, workdir / "config.yaml")
     started = time.time()
-    fingerprints: dict[str, str] = {}
+    fingerprints = {step.stage.name: step.fingerprint for step in plan}
     dirs: dict[str, Path] = {}
     report: dict[str, dict] = {}
-    needed = _needed(stages, only)
-    for stage in stages:
-        if stage.name not in needed:
-            continue  # downstream of everything asked for: not run, not reported
-        inputs = {name: fingerprints[name] for name in stage.inputs}
-        code = code_version(stage.modules())
-        fp = fingerprint(stage.name, stage.config(cfg), inputs, code)
-        fingerprints[stage.name] = fp
-        cached = store.lookup(stage.name, fp)
-        if cached is not None or (only is not None and stage.name not in only):
-            if cached is None:
-                raise RuntimeError(
-                    f"stage '{stage.name}' has no artifact for this config: include it in --stages"
-                )
-            dirs[stage.name] = cached
-            report[stage.name] = {"status": "cached", "seconds": 0.0, "artifact_dir": str(cached)}
-            log.info("%-9s cached   %s", stage.name, cached)
-            continue
-        log.info("%-9s running  (fingerprint %s)", stage.name, fp)
-        t0 = time.perf_counter()
-        staging, result = _run_stage(stage, cfg, store, fp, {n: dirs[n] for n in stage.inputs})
-        seconds = round(time.perf_counter() - t0, 2)
-        manifest = {
-            "inputs": {n: str(dirs[n]) for n in stage.inputs},
-            "input_fingerprints": inputs,
-            "config": stage.config(cfg),
-            "code_version": code,
-            "result": result,
-            "seconds": seconds,
-        }
-        dirs[stage.name] = store.publish(staging, stage.name, fp, manifest)
-        report[stage.name] = {
-            "status": "ran",
-            "seconds": seconds,
-            "artifact_dir": str(dirs[stage.name]),
-        }
-        log.info("%-9s done     %.1f s  %s", stage.name, seconds, dirs[stage.name])
+    for step in plan:
+        name, seconds = step.stage.name, None
+        if step.cached is not None:
+            dirs[name] = step.cached
+        else:
+            dirs[name], seconds = _run_stage(step, cfg, store, dirs)
+        if seconds is None:
+            report[name] = {"status": "cached", "seconds": 0.0, "artifact_dir": str(dirs[name])}
+            log.info("%-9s cached   %s", name, dirs[name])
+        else:
+            report[name] = {"status": "ran", "seconds": seconds, "artifact_dir": str(dirs[name])}
+            log.info("%-9s done     %.1f s  %s", name, seconds, dirs[name])
     summary = _summary(cfg, workdir, store, fingerprints, dirs, report, started)
     if "ingest" in dirs:
         summary["anomalies"] = _record_drift(workdir, previous_ingest, dirs["ingest"])

@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from components import chunks, sorted_runs
 from components.ingest import (
     REJECTED,
     REJECTED_FILE,
+    EmptySplitError,
     RawPair,
     TooManyRejectedError,
     ValidatePairs,
@@ -392,8 +394,66 @@ def test_too_many_rejected_rows_fail_the_stage(tmp_path):
     )
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(TooManyRejectedError, match="3 of 4 rows rejected"):
+    # The message names the first rows and where all of them are (the failed stage's output).
+    first = "first: s.txt:2 (empty_source), s.txt:3 (empty_source), s.txt:4 (empty_source)"
+    where = f"all of them in {out}/{REJECTED_FILE}"
+    with pytest.raises(
+        TooManyRejectedError,
+        match=r"3 of 4 rows rejected .*" + re.escape(first) + "; " + re.escape(where),
+    ):
         ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
+    assert len((out / REJECTED_FILE).read_text().splitlines()) == 3
+
+
+def _tsv(path, rows: list[tuple[str, str]]) -> str:
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_an_empty_input_fails_the_stage(tmp_path):
+    cfg = DataConfig(format="tsv", path=_tsv(tmp_path / "empty.tsv", []))
+    message = f"no rows read from data.path {tmp_path}/empty.tsv: the input is empty"
+    with pytest.raises(EmptySplitError, match=re.escape(message)):
+        ingest(cfg, out=tmp_path, seed=0, beam_args=BEAM_ARGS)
+
+
+def test_every_row_rejected_fails_the_stage_even_without_a_limit(tmp_path):
+    cfg = DataConfig(
+        format="tsv",
+        path=_tsv(tmp_path / "same.tsv", [("Hallo.", "Hallo."), ("Ja.", "Ja.")]),
+        max_rejected_fraction=1.0,
+    )
+    message = (
+        "ingest kept no train and no validation and no test rows (train 0, validation 0, test 0; "
+        f"2 read, 2 rejected: identical: 2) from data.path {tmp_path}/same.tsv."
+    )
+    with pytest.raises(EmptySplitError, match=re.escape(message)):
+        ingest(cfg, out=tmp_path, seed=0, beam_args=BEAM_ARGS)
+
+
+def test_an_empty_split_fails_the_stage(tmp_path):
+    # Every main row's source is in the given test file, which keeps it: no train rows remain.
+    test_rows = GOOD[:3]
+    cfg = DataConfig(
+        format="tsv",
+        path=_tsv(tmp_path / "main.tsv", test_rows),
+        validation_path=_tsv(tmp_path / "val.tsv", GOOD[3:6]),
+        test_path=_tsv(tmp_path / "test.tsv", test_rows),
+    )
+    message = (
+        "ingest kept no train rows (train 0, validation 3, test 3; 9 read, 3 rejected: "
+        f"source_in_other_split: 3) from data.path {tmp_path}/main.tsv, data.validation_path "
+        f"{tmp_path}/val.tsv, data.test_path {tmp_path}/test.tsv."
+    )
+    with pytest.raises(EmptySplitError, match=re.escape(message)):
+        ingest(cfg, out=tmp_path, seed=0, beam_args=BEAM_ARGS)
+    # A hashed split with no share is empty too, and tokenize could not read it.
+    cfg = DataConfig(
+        format="tsv", path=_tsv(tmp_path / "all.tsv", GOOD), split=SplitConfig(0.0, 0.2)
+    )
+    (tmp_path / "hashed").mkdir()
+    with pytest.raises(EmptySplitError, match=r"ingest kept no validation rows \(train \d+, "):
+        ingest(cfg, out=tmp_path / "hashed", seed=0, beam_args=BEAM_ARGS)
 
 
 MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"

@@ -9,7 +9,7 @@ import pytest
 
 from components.ingest import ingest
 from components.remote import RemoteInputError, fetch, localize
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig
 from tests.conftest import BEAM_ARGS
 
 ROWS = b"Hello.\tHallo.\tCC-BY\nGood night.\tGute Nacht.\tCC-BY\nThank you.\tDanke.\tCC-BY\n"
@@ -84,12 +84,15 @@ def test_ingest_reads_a_remote_tsv(server, tmp_path):
     cfg = DataConfig(
         format="tsv",
         path=f"{base}/pairs.tsv#sha256={SHA}",
+        # Every split needs rows: the same remote file serves as all three.
+        validation_path=f"{base}/pairs.tsv#sha256={SHA}",
+        test_path=f"{base}/pairs.tsv#sha256={SHA}",
+        reject_source_in_other_split=False,
         download_dir=str(tmp_path / "cache"),
-        split=SplitConfig(validation=0.0, test=0.0),
     )
     assert localize(cfg).path == str(tmp_path / "cache" / SHA / "pairs.tsv")
     out = tmp_path / "out"
     out.mkdir()
     result = ingest(cfg, out=out, seed=0, beam_args=BEAM_ARGS)
-    assert result.counts == {"train": 3, "validation": 0, "test": 0}
+    assert result.counts == {"train": 3, "validation": 3, "test": 3}
     assert requests == ["/pairs.tsv"]

@@ -1,7 +1,10 @@
 """The runner: fingerprints, caching, resumable staging, atomic push."""
 
 import dataclasses
+import fcntl
 import json
+import os
+import shutil
 import sys
 import threading
 
@@ -10,7 +13,7 @@ import pytest
 from pipeline import push
 from pipeline.artifacts import ArtifactStore, fingerprint
 from pipeline.config import PipelineConfig, to_dict
-from pipeline.runner import Stage, run_pipeline
+from pipeline.runner import PipelineError, Stage, run_pipeline
 
 
 @dataclasses.dataclass
@@ -62,9 +65,76 @@ def test_second_run_is_all_cached_and_changes_rerun_downstream(tmp_path):
     )
 
 
-def test_stages_flag_requires_cached_upstream(tmp_path):
-    with pytest.raises(RuntimeError, match="stage 'first' has no artifact"):
-        run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["second"])
+def _third(calls: list[str]) -> Stage:
+    def third(cfg, inputs, out, beam_args):
+        calls.append("third")
+        return Done(int((inputs["second"] / "value.txt").read_text()))
+
+    return Stage("third", ("second",), third, lambda c: {}, lambda: [sys.modules[__name__]])
+
+
+def test_stages_flag_requires_cached_upstream_before_any_work(tmp_path):
+    calls: list[str] = []
+    stages = [*_stages(calls), _third(calls)]
+    with pytest.raises(PipelineError) as error:
+        run_pipeline(PipelineConfig(), tmp_path, stages, only=["first", "third"])
+    assert str(error.value) == (
+        "--stages first,third needs second too: this config has no artifact of it in "
+        f"{tmp_path}/artifacts. Run --stages first,second,third"
+    )
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_stage_outside_stages_stays_cached_when_its_upstream_reruns(tmp_path):
+    calls: list[str] = []
+    stages = [*_stages(calls), _third(calls)]
+    first = run_pipeline(PipelineConfig(), tmp_path, stages)
+    # A fingerprint depends on its inputs' fingerprints, not their files: rebuilding `first`
+    # gives the same fingerprints, so `second`'s artifact is still the one to use.
+    shutil.rmtree(first["stages"]["first"]["artifact_dir"])
+    shutil.rmtree(first["stages"]["third"]["artifact_dir"])
+    summary = run_pipeline(PipelineConfig(), tmp_path, stages, only=["first", "third"])
+    assert calls == ["first", "second", "third", "first", "third"]
+    assert {k: v["status"] for k, v in summary["stages"].items()} == {
+        "first": "ran",
+        "second": "cached",
+        "third": "ran",
+    }
+    assert summary["fingerprints"] == first["fingerprints"]
+
+
+def test_no_stages_is_an_error_that_writes_nothing(tmp_path):
+    (tmp_path / "summary.json").write_text('{"stages": {"first": "earlier run"}}')
+    with pytest.raises(PipelineError, match="^no stages given"):
+        run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=[])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+    assert (tmp_path / "summary.json").read_text() == '{"stages": {"first": "earlier run"}}'
+
+
+def test_an_unusable_workdir_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from run_pipeline import main
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PipelineError, match=f"^cannot use workdir {tmp_path}/file: File exists$"):
+        run_pipeline(PipelineConfig(), tmp_path / "file", _stages([]))
+    workdir = tmp_path / "file" / "sub"
+    assert main(["--config", "configs/smoke.yaml", "--workdir", str(workdir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: cannot use workdir {workdir}: Not a directory\n"
+    assert captured.out == ""
+
+
+def test_cli_without_stages_exits_2_and_keeps_the_last_summary(tmp_path, capsys):
+    from run_pipeline import main
+
+    (tmp_path / "summary.json").write_text("{}")
+    for given in (",", "", " , "):
+        code = main(
+            ["--config", "configs/smoke.yaml", "--workdir", str(tmp_path), "--stages", given]
+        )
+        assert code == 2
+        assert capsys.readouterr().err.startswith("no stages given in --stages; stages are [")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 
 def test_stages_flag_runs_only_the_named_stages(tmp_path):
@@ -79,7 +149,7 @@ def test_stages_flag_runs_only_the_named_stages(tmp_path):
     }
 
 
-def test_failed_stage_leaves_no_artifact(tmp_path):
+def test_failed_stage_leaves_no_artifact_and_its_staging_until_the_next_run(tmp_path):
     def broken(cfg, inputs, out, beam_args):
         (out / "half.txt").write_text("partial")
         raise RuntimeError("boom")
@@ -89,7 +159,89 @@ def test_failed_stage_leaves_no_artifact(tmp_path):
         run_pipeline(PipelineConfig(), tmp_path, [stage])
     fp = fingerprint("broken", {}, {}, "x")
     assert ArtifactStore(tmp_path).lookup("broken", fp) is None
-    assert not list((tmp_path / "artifacts" / "broken").glob("[0-9a-f]*"))
+    # No artifact; the staging directory stays for a look (its lock file does not).
+    [staging] = (tmp_path / "artifacts" / "broken").iterdir()
+    assert staging.name.startswith(".partial-") and (staging / "half.txt").read_text() == "partial"
+    # The stage's next run, under another fingerprint, removes it.
+    other = Stage("broken", (), broken, lambda c: {"other": 1}, lambda: [sys.modules[__name__]])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(PipelineConfig(), tmp_path, [other])
+    [left] = (tmp_path / "artifacts" / "broken").iterdir()
+    assert left != staging and left.name.startswith(".partial-")
+
+
+def test_a_failed_resumable_stage_keeps_its_staging_directory(tmp_path):
+    def broken(cfg, inputs, out, beam_args):
+        (out / "checkpoint.txt").write_text("step 7")
+        raise RuntimeError("boom")
+
+    stage = Stage("train", (), broken, lambda c: {}, lambda: [], resumable=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(PipelineConfig(), tmp_path, [stage])
+    [staging] = (tmp_path / "artifacts" / "train").iterdir()
+    assert staging.name.startswith(".partial-")
+    assert (staging / "checkpoint.txt").read_text() == "step 7"
+
+
+def _hold_lock(path) -> int:
+    """Locks `path` as a live run building that staging directory does."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_abandoned_staging_directories_go_and_live_ones_stay(tmp_path):
+    stage_dir = tmp_path / "artifacts" / "first"
+    for name in (".partial-dead", ".partial-dead2", ".partial-live"):
+        (stage_dir / name).mkdir(parents=True)
+        (stage_dir / name / "half.txt").write_text("x")
+    (stage_dir / ".partial-dead2.lock").write_text("")  # its run was killed: nobody holds it
+    fd = _hold_lock(stage_dir / ".partial-live.lock")  # another run is writing this one
+    try:
+        summary = run_pipeline(PipelineConfig(), tmp_path, _stages([]), only=["first"])
+    finally:
+        os.close(fd)
+    fp = summary["fingerprints"]["first"]
+    assert sorted(p.name for p in stage_dir.iterdir()) == sorted(
+        [fp, ".partial-live", ".partial-live.lock"]
+    )
+    assert (stage_dir / ".partial-live" / "half.txt").read_text() == "x"
+
+
+def test_two_runs_of_the_same_stage_at_once_take_turns(tmp_path):
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow(cfg, inputs, out, beam_args):
+        calls.append("slow")
+        (out / "value.txt").write_text("1")
+        started.set()
+        assert release.wait(30)
+        return Done(1)
+
+    stages = [Stage("slow", (), slow, lambda c: {}, lambda: [sys.modules[__name__]])]
+    summaries: dict[str, dict] = {}
+
+    def run(name):
+        summaries[name] = run_pipeline(PipelineConfig(), tmp_path, stages)
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    second.join(1.0)  # it waits for the first run's lock, leaving its staging directory alone
+    [staging] = (tmp_path / "artifacts" / "slow").glob(".partial-*[0-9a-f]")
+    assert (staging / "value.txt").read_text() == "1" and second.is_alive()
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert calls == ["slow"]
+    assert summaries["first"]["stages"]["slow"]["status"] == "ran"
+    assert summaries["second"]["stages"]["slow"]["status"] == "cached"
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "slow").iterdir()) == [
+        summaries["first"]["fingerprints"]["slow"]
+    ]
 
 
 def test_fingerprint_depends_on_each_part():
