@@ -450,10 +450,10 @@ def _check_consistency(config: PipelineConfig) -> None:
             f"train.pack_length={train.pack_length}: use 0 (no packing) or 8 to "
             f"train.max_length ({train.max_length})"
         )
-    if train.num_heads > train.d_model:
-        # Each head gets d_model // num_heads dimensions, which must not be 0.
+    if train.d_model % train.num_heads:
+        # Each head gets d_model // num_heads dimensions: the rest would be dropped silently.
         raise ConfigError(
-            f"train.num_heads={train.num_heads}: use 1 to train.d_model ({train.d_model})"
+            f"train.num_heads={train.num_heads}: use a divisor of train.d_model ({train.d_model})"
         )
     split = config.data.split
     if split.validation + split.test >= 1:

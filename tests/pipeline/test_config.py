@@ -196,7 +196,8 @@ def test_set_that_is_not_yaml_names_the_override(override, message):
         ("export.min_bleu=101", "export.min_bleu=101.0: use 0 to 100"),
         ("export.latency_runs=0", "export.latency_runs=0: use 1 or more"),
         ("export.keep_versions=-1", r"keep_versions=-1: use 0 \(keep every version\) or more"),
-        ("train.num_heads=200", r"train.num_heads=200: use 1 to train.d_model \(128\)"),
+        ("train.num_heads=200", r"train.num_heads=200: use a divisor of train.d_model \(128\)"),
+        ("train.num_heads=3", r"train.num_heads=3: use a divisor of train.d_model \(128\)"),
     ],
 )
 def test_out_of_range_values_stop_before_any_work(override, message):
