@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     from pipeline.runner import run_pipeline
 
-    summary = run_pipeline(cfg, Path(args.workdir), STAGES, only)
+    try:
+        summary = run_pipeline(cfg, Path(args.workdir), STAGES, only)
+    except ConfigError as error:  # found before any stage ran, e.g. an input that names no file
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
     shown = {k: summary.get(k) for k in ("metrics", "serving_model_dir", "tensorboard_logdir")}
     shown["stages"] = {k: v["status"] for k, v in summary["stages"].items()}
     print(json.dumps(shown, indent=2))

@@ -22,6 +22,13 @@ from types import ModuleType
 from typing import Any
 
 MANIFEST = "manifest.json"
+# The digests of input files, by (absolute path, size, mtime_ns), kept in the workdir.
+DIGEST_CACHE = "input_digests.json"
+# Within this long of its last change, a file may change again inside the same mtime tick
+# without its size changing, so its digest is not remembered (git's "racy clean" problem).
+_SETTLE_NS = 2_000_000_000
+_CHUNK = 1 << 20
+
 log = logging.getLogger("pipeline")
 
 
@@ -34,14 +41,60 @@ def code_version(modules: Iterable[ModuleType]) -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(stage: str, config: dict, inputs: dict[str, str], code: str) -> str:
-    """Fingerprint of a stage run: its name, config section, input fingerprints and code."""
-    payload = json.dumps(
-        {"stage": stage, "config": config, "inputs": inputs, "code": code},
-        sort_keys=True,
-        default=str,
-    )
+def fingerprint(
+    stage: str, config: dict, inputs: dict[str, str], code: str, files: list | None = None
+) -> str:
+    """Fingerprint of a stage run: its name, config section, input fingerprints and code.
+
+    `files` are the digests of the files it reads from outside the artifact store (see
+    `source_digests`), so a changed input file changes the fingerprint.
+    """
+    parts = {"stage": stage, "config": config, "inputs": inputs, "code": code}
+    if files is not None:
+        parts["files"] = files
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def source_digests(files: list[tuple[str, str]], cache_file: Path) -> list[list[str]]:
+    """[config key, path, sha256 of the content] of each (key, path), in the given order.
+
+    A digest is reused from `cache_file` while the file's absolute path, size and mtime_ns are
+    unchanged, so a large corpus is hashed once, not on every run.
+    """
+    cache = _read_digest_cache(cache_file)
+    digests = [[key, path, _cached_sha256(Path(path), cache)] for key, path in files]
+    if files:
+        live = {name: entry for name, entry in cache.items() if os.path.isfile(name)}
+        write_json(cache_file, live)
+    return digests
+
+
+def _read_digest_cache(cache_file: Path) -> dict[str, dict]:
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: hash again
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _cached_sha256(path: Path, cache: dict[str, dict]) -> str:
+    name = str(path.resolve())
+    stat = path.stat()
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    entry = cache.get(name)
+    if isinstance(entry, dict) and {k: entry.get(k) for k in key} == key and "sha256" in entry:
+        return entry["sha256"]
+    started = time.time_ns()
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    if started - stat.st_mtime_ns > _SETTLE_NS:
+        cache[name] = {**key, "sha256": digest.hexdigest()}
+    else:
+        cache.pop(name, None)
+    return digest.hexdigest()
 
 
 def artifact_files(directory: Path) -> dict[str, int]:

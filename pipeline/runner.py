@@ -18,7 +18,14 @@ from typing import Any
 
 from pipeline import push as push_lib
 from pipeline.anomalies import detect_drift
-from pipeline.artifacts import ArtifactStore, code_version, fingerprint, write_json
+from pipeline.artifacts import (
+    DIGEST_CACHE,
+    ArtifactStore,
+    code_version,
+    fingerprint,
+    source_digests,
+    write_json,
+)
 from pipeline.config import PipelineConfig, dump_yaml, to_dict
 
 log = logging.getLogger("pipeline")
@@ -36,6 +43,9 @@ class Stage:
     modules: Callable[[], list[ModuleType]]
     # A resumable stage keeps its staging directory across a crash (training checkpoints).
     resumable: bool = False
+    # (config key, path) of each file it reads from outside the artifact store; their content
+    # is part of its fingerprint. Raises ConfigError for a path that names no file.
+    sources: Callable[[PipelineConfig], list[tuple[str, str]]] | None = None
 
 
 def beam_args(cfg: PipelineConfig) -> list[str]:
@@ -64,8 +74,12 @@ def run_pipeline(
     only: list[str] | None = None,
 ) -> dict:
     """Runs `stages` in order (or only those named in `only`); returns and writes the summary."""
+    needed = _needed(stages, only)
+    # Before any work: a configured input that names no file stops the run here.
+    sources = {s.name: s.sources(cfg) for s in stages if s.name in needed and s.sources}
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    files = {name: source_digests(paths, workdir / DIGEST_CACHE) for name, paths in sources.items()}
     store = ArtifactStore(workdir)
     previous_ingest = _previous_artifact(workdir, "ingest")
     dump_yaml(cfg, workdir / "config.yaml")
@@ -73,13 +87,12 @@ def run_pipeline(
     fingerprints: dict[str, str] = {}
     dirs: dict[str, Path] = {}
     report: dict[str, dict] = {}
-    needed = _needed(stages, only)
     for stage in stages:
         if stage.name not in needed:
             continue  # downstream of everything asked for: not run, not reported
         inputs = {name: fingerprints[name] for name in stage.inputs}
         code = code_version(stage.modules())
-        fp = fingerprint(stage.name, stage.config(cfg), inputs, code)
+        fp = fingerprint(stage.name, stage.config(cfg), inputs, code, files.get(stage.name))
         fingerprints[stage.name] = fp
         cached = store.lookup(stage.name, fp)
         if cached is not None or (only is not None and stage.name not in only):
@@ -99,6 +112,7 @@ def run_pipeline(
             "inputs": {n: str(dirs[n]) for n in stage.inputs},
             "input_fingerprints": inputs,
             "config": stage.config(cfg),
+            "source_files": files.get(stage.name, []),
             "code_version": code,
             "result": result,
             "seconds": seconds,

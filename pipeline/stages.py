@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import PipelineConfig, to_dict
+from pipeline.config import ConfigError, PipelineConfig, to_dict
 from pipeline.runner import Stage
 
 
@@ -99,6 +99,53 @@ def ingest_config(c: PipelineConfig) -> dict:
     return section
 
 
+# (keys that pair files) of each input the file formats read; the first group is required.
+_PATH_GROUPS = {
+    "text": (
+        ("source_path", "target_path"),
+        ("validation_source_path", "validation_target_path"),
+        ("test_source_path", "test_target_path"),
+    ),
+    "other": (("path",), ("validation_path",), ("test_path",)),
+}
+
+
+def ingest_sources(c: PipelineConfig) -> list[tuple[str, str]]:
+    """(key, path) of each local input file, each key's glob expanded in sorted order.
+
+    A remote input (a URL) has no local file yet: its URL names a sha256 that the download
+    must match, so the URL in the config already stands for its content. Raises ConfigError,
+    naming the key, for a path or glob that names no file.
+    """
+    if c.data.format == "builtin":
+        return []
+    from components.remote import is_remote
+    from components.sources import matching_files
+
+    files: list[tuple[str, str]] = []
+    groups = _PATH_GROUPS["text" if c.data.format == "text" else "other"]
+    for number, keys in enumerate(groups):
+        patterns = [getattr(c.data, key) for key in keys]
+        if number and not any(patterns):
+            continue  # no given validation / test files
+        counts = []
+        for key, pattern in zip(keys, patterns):
+            if is_remote(pattern):
+                continue
+            try:
+                paths = matching_files(key, pattern)
+            except FileNotFoundError as error:
+                raise ConfigError(str(error)) from None
+            counts.append(len(paths))
+            files += [(key, path) for path in paths]
+        if len(counts) == 2 and counts[0] != counts[1]:
+            raise ConfigError(
+                f"data.{keys[0]} matches {counts[0]} files but data.{keys[1]} matches "
+                f"{counts[1]}: source and target files are paired in sorted order"
+            )
+    return files
+
+
 def evaluate_config(c: PipelineConfig) -> dict:
     """The evaluate section and the decoding settings its scored signatures use."""
     decoding = to_dict(c.decoding)
@@ -154,6 +201,7 @@ STAGES = [
             "components.builtin_corpus",
             *_COMMON,
         ),
+        sources=ingest_sources,
     ),
     Stage(
         "tokenize",
