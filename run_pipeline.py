@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = run_pipeline(cfg, Path(args.workdir), STAGES, only)
+    except ConfigError as error:  # found before any stage ran, e.g. an input that names no file
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

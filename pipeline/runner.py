@@ -19,7 +19,14 @@ from typing import Any
 
 from pipeline import push as push_lib
 from pipeline.anomalies import detect_drift
-from pipeline.artifacts import ArtifactStore, code_version, fingerprint, write_json
+from pipeline.artifacts import (
+    DIGEST_CACHE,
+    ArtifactStore,
+    code_version,
+    fingerprint,
+    source_digests,
+    write_json,
+)
 from pipeline.config import PipelineConfig, dump_yaml, to_dict
 from pipeline.staging import locked_staging, remove_abandoned
 
@@ -38,6 +45,9 @@ class Stage:
     modules: Callable[[], list[ModuleType]]
     # A resumable stage keeps its staging directory across a crash (training checkpoints).
     resumable: bool = False
+    # (config key, path) of each file it reads from outside the artifact store; their content
+    # is part of its fingerprint. Raises ConfigError for a path that names no file.
+    sources: Callable[[PipelineConfig], list[tuple[str, str]]] | None = None
 
 
 def beam_args(cfg: PipelineConfig) -> list[str]:
@@ -64,6 +74,7 @@ class _Step:
     code: str
     may_run: bool
     cached: Path | None
+    files: list  # [config key, path, sha256] of each input file outside the artifact store
 
 
 def _prepare_workdir(workdir: Path) -> None:
@@ -78,12 +89,17 @@ def _prepare_workdir(workdir: Path) -> None:
 
 
 def _plan(
-    cfg: PipelineConfig, store: ArtifactStore, stages: list[Stage], only: list[str] | None
+    cfg: PipelineConfig,
+    store: ArtifactStore,
+    stages: list[Stage],
+    only: list[str] | None,
+    files: dict[str, list],
 ) -> list[_Step]:
     """The needed stages with their fingerprints; fails before any work if one cannot be had.
 
-    A fingerprint depends only on the config, the code and the inputs' fingerprints, never on
-    their files, so a stage outside --stages is known to be cached (or not) before its inputs run.
+    A fingerprint depends only on the config, the code, the inputs' fingerprints and the input
+    files outside the store (`files`, digested up front), never on artifacts' files, so a stage
+    outside --stages is known to be cached (or not) before its inputs run.
     """
     needed = _needed(stages, only)
     fingerprints: dict[str, str] = {}
@@ -93,10 +109,12 @@ def _plan(
             continue  # downstream of everything asked for: not run, not reported
         inputs = {name: fingerprints[name] for name in stage.inputs}
         code = code_version(stage.modules())
-        fp = fingerprint(stage.name, stage.config(cfg), inputs, code)
+        sources = files.get(stage.name)
+        fp = fingerprint(stage.name, stage.config(cfg), inputs, code, sources)
         fingerprints[stage.name] = fp
         may_run = only is None or stage.name in only
-        steps.append(_Step(stage, fp, inputs, code, may_run, store.lookup(stage.name, fp)))
+        cached = store.lookup(stage.name, fp)
+        steps.append(_Step(stage, fp, inputs, code, may_run, cached, sources or []))
     missing = [s.stage.name for s in steps if not (s.may_run or s.cached)]
     if missing:
         runnable = ",".join(s.stage.name for s in steps if s.may_run or s.stage.name in missing)
@@ -138,6 +156,7 @@ def _run_stage(step: _Step, cfg: PipelineConfig, store: ArtifactStore, dirs: dic
             "inputs": {n: str(dirs[n]) for n in stage.inputs},
             "input_fingerprints": step.inputs,
             "config": stage.config(cfg),
+            "source_files": step.files,
             "code_version": step.code,
             "result": dataclasses.asdict(result),
             "seconds": seconds,
@@ -154,14 +173,18 @@ def run_pipeline(
     """Runs `stages` in order (or only those named in `only`); returns and writes the summary.
 
     Raises PipelineError, before any stage runs, for an empty `only`, an unusable workdir or a
-    stage outside `only` without a cached artifact.
+    stage outside `only` without a cached artifact; ConfigError for an input that names no file.
     """
     if only is not None and not only:
         raise PipelineError("no stages given: name at least one stage to run")
+    needed = _needed(stages, only)
+    # Before any work: a configured input that names no file stops the run here.
+    sources = {s.name: s.sources(cfg) for s in stages if s.name in needed and s.sources}
     workdir = Path(workdir).resolve()
     _prepare_workdir(workdir)
+    files = {name: source_digests(paths, workdir / DIGEST_CACHE) for name, paths in sources.items()}
     store = ArtifactStore(workdir)
-    plan = _plan(cfg, store, stages, only)
+    plan = _plan(cfg, store, stages, only, files)
     previous_ingest = _previous_artifact(workdir, "ingest")
     dump_yaml(cfg, workdir / "config.yaml")
     started = time.time()

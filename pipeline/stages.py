@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import PipelineConfig, to_dict
+from pipeline.config import ConfigError, PipelineConfig, to_dict
 from pipeline.runner import Stage
 
 
@@ -62,6 +62,110 @@ def _export(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, beam_args: 
     )
 
 
+_ONE_FILE = ("path", "validation_path", "test_path")
+_GIVEN_SPLITS = ("reject_source_in_other_split",)  # rows of given validation / test files only
+# The data keys each format reads; a key no format lists here matters to every format.
+_FORMAT_KEYS = {
+    "builtin": ("builtin_pairs",),
+    "text": (
+        "source_path",
+        "target_path",
+        "validation_source_path",
+        "validation_target_path",
+        "test_source_path",
+        "test_target_path",
+        *_GIVEN_SPLITS,
+    ),
+    "tsv": (*_ONE_FILE, "source_column", "target_column", *_GIVEN_SPLITS),
+    "csv": (*_ONE_FILE, "source_column", "target_column", *_GIVEN_SPLITS),
+    "jsonl": (*_ONE_FILE, "source_field", "target_field", *_GIVEN_SPLITS),
+    "tfrecord": (*_ONE_FILE, "source_feature", "target_feature", *_GIVEN_SPLITS),
+}
+_FORMAT_SPECIFIC = {key for keys in _FORMAT_KEYS.values() for key in keys}
+# A downloaded input is checked against the sha256 in its URL: where it is kept changes nothing.
+_NO_EFFECT_ON_DATA = {"download_dir"}
+
+
+def ingest_config(c: PipelineConfig) -> dict:
+    """The data settings that can change the ingest artifact: those of the chosen format."""
+    own = set(_FORMAT_KEYS[c.data.format])
+    section = {
+        key: value
+        for key, value in to_dict(c.data).items()
+        if key not in _NO_EFFECT_ON_DATA and (key in own or key not in _FORMAT_SPECIFIC)
+    }
+    if c.data.format == "builtin":
+        section["seed"] = c.seed  # only the built-in generator draws from the seed
+    return section
+
+
+# (keys that pair files) of each input the file formats read; the first group is required.
+_PATH_GROUPS = {
+    "text": (
+        ("source_path", "target_path"),
+        ("validation_source_path", "validation_target_path"),
+        ("test_source_path", "test_target_path"),
+    ),
+    "other": (("path",), ("validation_path",), ("test_path",)),
+}
+
+
+def ingest_sources(c: PipelineConfig) -> list[tuple[str, str]]:
+    """(key, path) of each local input file, each key's glob expanded in sorted order.
+
+    A remote input (a URL) has no local file yet: its URL names a sha256 that the download
+    must match, so the URL in the config already stands for its content. Raises ConfigError,
+    naming the key, for a path or glob that names no file.
+    """
+    if c.data.format == "builtin":
+        return []
+    from components.remote import is_remote
+    from components.sources import matching_files
+
+    files: list[tuple[str, str]] = []
+    groups = _PATH_GROUPS["text" if c.data.format == "text" else "other"]
+    for number, keys in enumerate(groups):
+        patterns = [getattr(c.data, key) for key in keys]
+        if number and not any(patterns):
+            continue  # no given validation / test files
+        counts = []
+        for key, pattern in zip(keys, patterns):
+            if is_remote(pattern):
+                continue
+            try:
+                paths = matching_files(key, pattern)
+            except FileNotFoundError as error:
+                raise ConfigError(str(error)) from None
+            counts.append(len(paths))
+            files += [(key, path) for path in paths]
+        if len(counts) == 2 and counts[0] != counts[1]:
+            raise ConfigError(
+                f"data.{keys[0]} matches {counts[0]} files but data.{keys[1]} matches "
+                f"{counts[1]}: source and target files are paired in sorted order"
+            )
+    return files
+
+
+def evaluate_config(c: PipelineConfig) -> dict:
+    """The evaluate section and the decoding settings its scored signatures use."""
+    decoding = to_dict(c.decoding)
+    if c.evaluate.search == "greedy" and not c.evaluate.score_both:
+        del decoding["beam_size"], decoding["length_penalty"]  # beam search only
+    return {**to_dict(c.evaluate), "decoding": decoding}
+
+
+def export_config(c: PipelineConfig) -> dict:
+    """What the SavedModel, its checks and blessing.json depend on.
+
+    `keep_versions` only prunes serving/ after a push (the runner reads it), so it is left
+    out. `min_bleu` stays: blessing.json, which decides the push, records it.
+    """
+    section = to_dict(c.export)
+    del section["keep_versions"]
+    # model_name is in the warmup requests' model spec.
+    return {**section, "decoding": to_dict(c.decoding), "model_name": c.model_name}
+
+
 _COMMON = (
     "components.records",
     "components.sorted_runs",
@@ -85,8 +189,7 @@ STAGES = [
         "ingest",
         (),
         _ingest,
-        # The seed only matters to the built-in generator; a file corpus ignores it.
-        lambda c: {**to_dict(c.data), "seed": c.seed if c.data.format == "builtin" else None},
+        ingest_config,
         _modules(
             "components.ingest",
             "components.ingest_stats",
@@ -98,6 +201,7 @@ STAGES = [
             "components.builtin_corpus",
             *_COMMON,
         ),
+        sources=ingest_sources,
     ),
     Stage(
         "tokenize",
@@ -116,6 +220,7 @@ STAGES = [
         "train",
         ("tokenize", "ingest"),
         _train,
+        # Every key, even the allocator's: the HParams log in the artifact records them all.
         lambda c: {**to_dict(c.train), "seed": c.seed},
         _modules(
             "components.train",
@@ -133,18 +238,14 @@ STAGES = [
         "evaluate",
         ("ingest", "tokenize", "train"),
         _evaluate,
-        lambda c: {**to_dict(c.evaluate), "decoding": to_dict(c.decoding)},
+        evaluate_config,
         _modules("components.evaluate", *_MODEL, *_COMMON),
     ),
     Stage(
         "export",
         ("ingest", "tokenize", "train", "evaluate"),
         _export,
-        lambda c: {
-            **to_dict(c.export),
-            "decoding": to_dict(c.decoding),
-            "model_name": c.model_name,
-        },
+        export_config,
         _modules(
             "components.export",
             "components.serving_check",
