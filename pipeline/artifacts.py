@@ -183,7 +183,14 @@ class ArtifactStore:
 
 def write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
     """Writes JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
     text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str, ensure_ascii=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # A temporary name of its own, so runs writing the same file at once cannot collide.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from a model server's user
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

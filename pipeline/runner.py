@@ -7,6 +7,7 @@ so an unchanged pipeline re-runs in seconds and a change re-runs exactly what it
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -208,14 +209,23 @@ def run_pipeline(
         summary["anomalies"] = _record_drift(workdir, previous_ingest, dirs["ingest"])
     # Unsorted: stages stay in pipeline order.
     write_json(workdir / "summary.json", summary, sort_keys=False)
-    runs = workdir / "runs"
-    runs.mkdir(exist_ok=True)
-    write_json(
-        runs / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(started))}.json",
-        summary,
-        sort_keys=False,
-    )
+    write_json(_run_record(workdir / "runs", started), summary, sort_keys=False)
     return summary
+
+
+def _run_record(runs: Path, started: float) -> Path:
+    """A new `runs/<start time>.json` path, claimed; `-2`, `-3`... for runs started in the same
+    second, so concurrent runs in one workdir each keep their record."""
+    runs.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    for n in itertools.count(1):
+        path = runs / (f"{stamp}.json" if n == 1 else f"{stamp}-{n}.json")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return path
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def _previous_artifact(workdir: Path, stage: str) -> Path | None:

@@ -13,7 +13,7 @@ import pytest
 from pipeline import push
 from pipeline.artifacts import ArtifactStore, fingerprint
 from pipeline.config import PipelineConfig, to_dict
-from pipeline.runner import PipelineError, Stage, run_pipeline
+from pipeline.runner import PipelineError, Stage, _run_record, run_pipeline
 
 
 @dataclasses.dataclass
@@ -239,6 +239,8 @@ def test_two_runs_of_the_same_stage_at_once_take_turns(tmp_path):
     assert calls == ["slow"]
     assert summaries["first"]["stages"]["slow"]["status"] == "ran"
     assert summaries["second"]["stages"]["slow"]["status"] == "cached"
+    # Each run keeps its own record, even when both started in the same second.
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
     assert sorted(p.name for p in (tmp_path / "artifacts" / "slow").iterdir()) == [
         summaries["first"]["fingerprints"]["slow"]
     ]
@@ -341,3 +343,14 @@ def test_drift_against_the_previous_run_is_recorded(tmp_path):
     record = json.loads((tmp_path / "anomalies.json").read_text())
     assert record["previous"] == first["stages"]["ingest"]["artifact_dir"]
     assert record["anomalies"][0]["current"] == 10
+
+
+def test_runs_started_in_the_same_second_get_their_own_records(tmp_path):
+    started = 1_795_000_000.0
+    paths = [_run_record(tmp_path / "runs", started) for _ in range(3)]
+    assert [p.name for p in paths] == [
+        "20261118-110640.json",
+        "20261118-110640-2.json",
+        "20261118-110640-3.json",
+    ]
+    assert all(p.is_file() for p in paths)
