@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -63,8 +64,9 @@ class CountWordsInBundle(beam.DoFn):
     ends: one element per distinct word and bundle instead of one per word. Its memory is one
     bundle's vocabulary."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, normalization: str = "NFC"):
         self.kind = kind
+        self.normalization = normalization
 
     def setup(self):
         self.split = word_splitter(self.kind)
@@ -74,6 +76,9 @@ class CountWordsInBundle(beam.DoFn):
 
     def process(self, pair: tuple[str, str]):
         for side, text in zip(SIDES, pair):
+            # Normalized as the tokenizer normalizes before splitting, so every counted word
+            # is one the tokenizer can meet.
+            text = unicodedata.normalize(self.normalization, text)
             self.counts.update((side, word) for word in self.split(text))
 
     def finish_bundle(self):
@@ -82,13 +87,14 @@ class CountWordsInBundle(beam.DoFn):
 
 
 def count_words_in_beam(
-    examples: Path, out: Path, beam_args: list[str], kind: str
+    examples: Path, out: Path, beam_args: list[str], kind: str, normalization: str = "NFC"
 ) -> dict[str, dict]:
-    """{side: {word: count}} over the train split, words as `kind` splits them, in Beam."""
+    """{side: {word: count}} over the train split, in the Unicode `normalization` form the
+    tokenizer applies, words as `kind` splits them, in Beam."""
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         _ = (
             _read_split(pipeline, examples, "train")
-            | "CountInBundle" >> beam.ParDo(CountWordsInBundle(kind))
+            | "CountInBundle" >> beam.ParDo(CountWordsInBundle(kind, normalization))
             | "Count" >> beam.CombinePerKey(sum)
             | "Json" >> beam.Map(lambda kv: json.dumps([kv[0][0], kv[0][1], kv[1]]))
             | "Write" >> beam.io.WriteToText(str(out / "_word_counts"), file_name_suffix=".jsonl")
@@ -194,22 +200,27 @@ def tokenize(
     cfg: TokenizerConfig, *, examples: Path, out: Path, beam_args: list[str]
 ) -> TokenizeResult:
     """Runs the tokenize stage on the ingest artifact at `examples`."""
-    counts = count_words_in_beam(examples, out, beam_args, cfg.kind)
+    counts = count_words_in_beam(examples, out, beam_args, cfg.kind, cfg.normalization)
     sizes = {"source": cfg.source_vocab_size, "target": cfg.target_vocab_size}
     (out / "vocab").mkdir(parents=True, exist_ok=True)
+    learn_from = counts  # the statistics below stay per side
     if cfg.shared_vocab:
         merged = dict(counts["source"])
         for word, count in counts["target"].items():
             merged[word] = merged.get(word, 0) + count
-        counts = {side: merged for side in SIDES}
+        learn_from = {side: merged for side in SIDES}
     vocab_sizes, learned = {}, {}
     for side in SIDES:
         if cfg.shared_vocab and side == "target":
             vocab = learned["source"]  # learned once; the same vocabulary for both sides
         else:
             # Sorted so the learner sees the same order in every run.
-            words = sorted(counts[side].items())
-            vocab = learn_vocab(cfg.kind, words, sizes[side], cfg.min_count)
+            words = sorted(learn_from[side].items())
+            key = "source_vocab_size (shared)" if cfg.shared_vocab else f"{side}_vocab_size"
+            try:
+                vocab = learn_vocab(cfg.kind, words, sizes[side], cfg.min_count)
+            except ValueError as error:
+                raise ValueError(f"tokenizer.{key}={sizes[side]}: {error}") from None
         learned[side] = vocab
         vocab_sizes[side] = save_side(vocab, out / "vocab", side)
     save_settings(out / "vocab", cfg.normalization)

@@ -48,6 +48,9 @@ _WHITESPACE = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]+"
 # SentencePiece's word-start marker, a space in the text.
 _WORD_START = "\u2581"
 
+# WordPiece splits words up to this many UTF-8 bytes into pieces; a longer one is [UNK].
+MAX_BYTES_PER_WORD = 1024
+
 SENTENCEPIECE_MODEL_TYPES = {"sentencepiece_unigram": "unigram", "sentencepiece_bpe": "bpe"}
 
 
@@ -129,7 +132,13 @@ class _WordPieceSide(tf.Module):
         self.normalization = normalization
         self.vocab = tf.Variable(vocab, trainable=False, dtype=tf.string, name="vocab")
         self.bert = tf_text.BertTokenizer(
-            _lookup_table(vocab), lower_case=False, unknown_token=UNK, token_out_type=tf.int64
+            _lookup_table(vocab),
+            lower_case=False,
+            unknown_token=UNK,
+            token_out_type=tf.int64,
+            # The default, 100 bytes, made longer words [UNK] even with all their pieces in
+            # the vocabulary (a 34-letter Thai word is 102 bytes).
+            max_bytes_per_word=MAX_BYTES_PER_WORD,
         )
 
     def tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:

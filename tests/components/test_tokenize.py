@@ -9,7 +9,7 @@ import tensorflow as tf
 from components.ingest import ingest
 from components.input_pipeline import load_token_pairs
 from components.records import parse_text_example, shard_paths
-from components.tokenize import SIDES, count_words_in_beam, tokenize
+from components.tokenize import SIDES, CountWordsInBundle, count_words_in_beam, tokenize
 from models.tokenizer import (
     UNK_ID,
     TranslationTokenizer,
@@ -61,11 +61,14 @@ def test_token_ids_are_the_tokenizer_output_for_every_row(examples, tmp_path, sh
     # Learned on train with min_count 1: every train word is in the vocabulary.
     assert stats["train"]["source"]["unknown_rate"] == 0.0
     assert stats["train"]["target"]["tokens"] == sum(len(t) for _, t in expected)
-    words = count_words(p[0] for p in pairs)
-    if shared:
-        words.update(count_words(p[1] for p in pairs))
-    top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
-    assert stats["top_words"]["source"] == [list(item) for item in top]
+    # Word statistics stay per side, a shared vocabulary or not.
+    for side, words in (
+        ("source", count_words(p[0] for p in pairs)),
+        ("target", count_words(p[1] for p in pairs)),
+    ):
+        top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
+        assert stats["top_words"][side] == [list(item) for item in top]
+        assert stats["train_word_types"][side] == len(words)
 
 
 @pytest.mark.parametrize(
@@ -102,10 +105,9 @@ def test_sentencepiece_ids_statistics_and_round_trip(examples, tmp_path, kind, s
     test_ids = tokenizer.source.tokenize(tf.constant([s for s, _ in _texts(examples, "test")]))
     unknown = (test_ids.flat_values == UNK_ID).numpy().sum() / test_ids.flat_values.shape[0]
     assert stats["test"]["source"]["unknown_rate"] == round(unknown, 6)
-    # SentencePiece learns from whitespace-separated words: those are the counted words.
+    # SentencePiece learns from whitespace-separated words: those are the counted words, per
+    # side, a shared vocabulary or not.
     words = Counter(w for s, _ in pairs for w in s.split())
-    if shared:
-        words.update(w for _, t in pairs for w in t.split())
     top = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
     assert stats["top_words"]["source"] == [list(item) for item in top]
     assert stats["train_word_types"]["source"] == len(words)
@@ -141,3 +143,15 @@ def test_word_counts_from_beam_equal_a_direct_count(examples, tmp_path, beam_arg
     assert counts["target"] == dict(count_words(t for _, t in pairs))
     assert sum(counts["source"].values()) > len(pairs)
     assert not list(tmp_path.glob("_word_counts*"))
+
+
+def test_words_are_counted_in_the_tokenizers_normalization_form():
+    # "Mädchen" written precomposed (NFC) and decomposed (NFD) is one word after normalizing.
+    nfc, nfd = "M\u00e4dchen", "Ma\u0308dchen"
+    counter = CountWordsInBundle("wordpiece", "NFD")
+    counter.setup()
+    counter.start_bundle()
+    for pair in ((nfc, "x"), (nfd, "x")):
+        counter.process(pair)
+    counted = {value.value[0]: value.value[1] for value in counter.finish_bundle()}
+    assert counted == {("source", nfd): 2, ("target", "x"): 2}

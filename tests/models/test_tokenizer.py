@@ -167,3 +167,11 @@ def test_sentencepiece_model_with_other_reserved_ids_is_refused():
     )
     with pytest.raises(ValueError, match="must be ids 0..3"):
         TranslationTokenizer(model.getvalue(), model.getvalue())
+
+
+def test_a_word_over_100_bytes_is_split_not_unknown():
+    # BertTokenizer's default limit (100 bytes) made such a word [UNK] though it is in the vocab.
+    long_word = "\u0e09\u0e31\u0e19" * 12  # 36 Thai letters, 108 bytes in UTF-8
+    tok = TranslationTokenizer(VOCAB + [long_word], VOCAB)
+    ids = tok.source.tokenize(tf.constant([f"The {long_word} runs"])).to_list()
+    assert ids == [[START_ID, 6, len(VOCAB), 8, END_ID]]
