@@ -36,7 +36,14 @@ def choose_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":  # the cluster comes from the TF_CONFIG environment variable
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(os.environ.get("TPU_NAME", ""))
+        tpu_name = os.environ.get("TPU_NAME", "")
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu_name)
+        except ValueError as error:  # no TPU attached and none named
+            raise ValueError(
+                f"train.strategy=tpu: no TPU found ({error}); set TPU_NAME to a TPU's name or "
+                "address, or run where one is attached"
+            ) from None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from components.distribute import choose_precision, choose_strategy
@@ -81,3 +82,9 @@ def test_auto_choices_on_a_cpu_machine():
     assert choose_precision("auto", strategy) == "float32"
     assert choose_precision("mixed_bfloat16", strategy) == "mixed_bfloat16"
     assert isinstance(choose_strategy("default"), type(tf.distribute.get_strategy()))
+
+
+def test_tpu_strategy_without_a_tpu_names_the_key(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(ValueError, match=r"^train\.strategy=tpu: no TPU found \(.*set TPU_NAME"):
+        choose_strategy("tpu")
