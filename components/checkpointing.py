@@ -150,7 +150,7 @@ def build_metrics(model, batch) -> None:
 
 
 class StepCheckpoint(keras.callbacks.Callback):
-    """Saves the training state every `every_steps` optimizer steps and at each epoch's end.
+    """Saves the training state every `every_steps` batches and at each epoch's end.
 
     Given the state a killed run left (`resume`), it puts the model's and optimizer's
     variables back when training starts and, when the save was mid-epoch, the training
@@ -168,7 +168,6 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.stateful = {type(c).__name__: c for c in stateful}
         self.resume = resume
         self.position = resume.position if resume else Position()
-        self.last_saved = self.position.global_step
         self.saves = 0
 
     def _step(self) -> int:
@@ -187,16 +186,22 @@ class StepCheckpoint(keras.callbacks.Callback):
                     self.stateful[name].set_state(values)
             self.resume = None
         self.epoch = epoch
-        self.epoch_start = self._step() - done
+        # Batches are counted here, not read off the optimizer's step: a loss-scaling optimizer
+        # (mixed_float16) does not count a step it skipped for overflow, and the data position
+        # must count every batch consumed. A resumed epoch's `fit` starts its batch index at 0
+        # after the `done` batches were skipped.
+        self.done_before_fit = done
+        self.saved_at = done  # the epoch's position at its last save (or at its start)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
-        if self.every_steps and step - self.last_saved >= self.every_steps:
+        # `batch` is the last batch of the execution (steps_per_execution); on the epoch's last,
+        # partial one it may pass the end, which only says every batch was done.
+        in_epoch = self.done_before_fit + batch + 1
+        if self.every_steps and in_epoch - self.saved_at >= self.every_steps:
             running = {name: c.get_state() for name, c in self.stateful.items()}
-            position = Position(
-                self.epoch, step - self.epoch_start, step, self.position.history, running
-            )
+            position = Position(self.epoch, in_epoch, self._step(), self.position.history, running)
             self._save(position, with_metrics=True)
+            self.saved_at = in_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         history = {k: list(v) for k, v in self.position.history.items()}
@@ -207,7 +212,6 @@ class StepCheckpoint(keras.callbacks.Callback):
     def _save(self, position: Position, *, with_metrics: bool) -> None:
         save_state(self.directory, self.model, position, with_metrics=with_metrics)
         self.position = position
-        self.last_saved = position.global_step
         self.saves += 1
 
 

@@ -8,6 +8,7 @@ from components.checkpointing import (
     STATE_FILE,
     EpochWeights,
     Position,
+    StepCheckpoint,
     average_epoch_weights,
     epoch_seed,
     load_state,
@@ -117,3 +118,24 @@ def test_last_epochs_weights_are_saved_and_averaged_exactly(tmp_path):
     bigger = build_model(TrainConfig(num_layers=2, d_model=16, num_heads=2, dff=32), 30, 40)
     with pytest.raises(ValueError, match="holds .* arrays, the model"):
         average_epoch_weights(tmp_path, bigger, [3])
+
+
+def test_mid_epoch_saves_count_batches_not_optimizer_steps(tmp_path, monkeypatch):
+    # A loss-scaling optimizer (mixed_float16) skips the steps whose gradients overflow without
+    # counting them; the data position must still count every batch consumed.
+    model = _trained(seed=1, steps=1)
+    monkeypatch.setattr(StepCheckpoint, "_step", lambda self: 3)  # no step counted after 3
+    checkpoint = StepCheckpoint(tmp_path, every_steps=10, resume=None)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_begin(0)
+    for batch in range(25):
+        checkpoint.on_train_batch_end(batch)
+    assert checkpoint.saves == 2
+    assert load_state(tmp_path).position.step_in_epoch == 20
+    # Resumed there: the resumed fit's batch index restarts at 0 after the 20 skipped batches.
+    resumed = StepCheckpoint(tmp_path, every_steps=10, resume=load_state(tmp_path))
+    resumed.set_model(model)
+    resumed.on_epoch_begin(0)
+    for batch in range(12):
+        resumed.on_train_batch_end(batch)
+    assert resumed.saves == 1 and load_state(tmp_path).position.step_in_epoch == 30
