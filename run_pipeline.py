@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    shown = {k: summary.get(k) for k in ("metrics", "serving_model_dir", "tensorboard_logdir")}
+    keys = ("metrics", "blessed", "pushed", "serving_model_dir", "tensorboard_logdir")
+    # blessed / pushed say whether serving_model_dir holds this run's model or an earlier one.
+    shown = {k: summary.get(k) for k in keys}
     shown["stages"] = {k: v["status"] for k, v in summary["stages"].items()}
     print(json.dumps(shown, indent=2))
     return 0

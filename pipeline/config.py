@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -460,6 +461,12 @@ def _check_consistency(config: PipelineConfig) -> None:
         raise ConfigError(
             f"data.split.validation + data.split.test = {split.validation + split.test:g}: "
             "use less than 1 (train gets the rest)"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.model_name):
+        # A directory name under serving/: nothing that climbs out of it or hides in it.
+        raise ConfigError(
+            f"model_name={config.model_name!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
         )
     if train.share_embeddings and not config.tokenizer.shared_vocab:
         raise ConfigError("train.share_embeddings needs tokenizer.shared_vocab: true")

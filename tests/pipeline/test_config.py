@@ -146,8 +146,10 @@ def test_cli_reports_a_directory_config_with_exit_2(capsys):
 
 @pytest.mark.parametrize("text", ["2024", "007", "on", "~", "*.tsv", "[x", "@x", "a: b"])
 def test_set_on_a_string_field_keeps_the_text_as_written(text):
-    cfg = load_config(None, [f"model_name={text}", f"data.path= {text} "])
-    assert (cfg.model_name, cfg.data.path) == (text, text)
+    cfg = load_config(None, [f"data.source_field={text}", f"data.path= {text} "])
+    assert (cfg.data.source_field, cfg.data.path) == (text, text)
+    if text.isalnum():
+        assert load_config(None, [f"model_name={text}"]).model_name == text
 
 
 @pytest.mark.parametrize(
@@ -261,3 +263,10 @@ def test_cli_rejects_an_out_of_range_value_with_exit_2(tmp_path, capsys):
         "evaluate.batch_size=-1: use 1 or more\n"
     )
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "x y"])
+def test_model_name_must_be_a_plain_directory_name(name):
+    with pytest.raises(ConfigError, match=r"model_name=.*: use letters, digits"):
+        load_config(None, [f"model_name={name}"])
+    assert load_config(None, ["model_name=en-de_v2.1"]).model_name == "en-de_v2.1"

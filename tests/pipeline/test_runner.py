@@ -262,11 +262,49 @@ def test_push_versions_increase_and_skip_same_export(tmp_path):
     first, pushed = push.push(model, root, "fp1")
     assert (first.name, pushed) == ("1", True)
     assert push.push(model, root, "fp1") == (first, False)
-    second, pushed = push.push(model, root, "fp2")
+    # Another export of a byte-identical model (say, only export.min_bleu changed): no version.
+    assert push.push(model, root, "fp2") == (first, False)
+    (model / "saved_model.pb").write_bytes(b"pb2")
+    second, pushed = push.push(model, root, "fp3")
     assert (second.name, pushed) == ("2", True)
-    assert (second / "saved_model.pb").read_bytes() == b"pb"
+    assert (second / "saved_model.pb").read_bytes() == b"pb2"
+    lineage = json.loads((second / push.LINEAGE).read_text())
+    assert lineage["fingerprint"] == "fp3"
+    assert lineage["model_sha256"] == push.model_digest(second) == push.model_digest(model)
     assert push.versions(root) == [1, 2]
     assert not list(root.glob(".tmp-*"))
+
+
+def test_only_canonical_version_numbers_are_versions(tmp_path):
+    root = tmp_path / "m"
+    for name in ("1", "0007", "\u00b2", "backup", "3"):
+        (root / name).mkdir(parents=True)
+    assert push.versions(root) == [1, 3]
+    assert push.prune(root, keep=1) == [1]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["0007", "3", "backup", "\u00b2"]
+
+
+def test_pushes_at_once_take_distinct_versions(tmp_path):
+    root = tmp_path / "serving" / "m"
+    models = []
+    for i in range(4):
+        model = tmp_path / f"export{i}"
+        _fake_saved_model(model, files=50)
+        (model / "saved_model.pb").write_bytes(f"pb{i}".encode())
+        models.append(model)
+    results = []
+    threads = [
+        threading.Thread(target=lambda m=m, i=i: results.append(push.push(m, root, f"fp{i}")))
+        for i, m in enumerate(models)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(int(path.name) for path, pushed in results if pushed) == [1, 2, 3, 4]
+    assert push.versions(root) == [1, 2, 3, 4] and not list(root.glob(".tmp-*"))
+    contents = {(root / str(v) / "saved_model.pb").read_bytes() for v in push.versions(root)}
+    assert contents == {b"pb0", b"pb1", b"pb2", b"pb3"}
 
 
 def _fake_saved_model(path, files=200):
@@ -286,6 +324,7 @@ def test_a_polling_server_never_sees_half_a_version(tmp_path):
 
     def pusher():
         for i in range(6):
+            (model / "saved_model.pb").write_bytes(f"pb{i}".encode())  # a new model each time
             push.push(model, root, f"fp{i}")
             push.prune(root, keep=2)
         finished.set()
