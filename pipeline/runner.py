@@ -143,6 +143,8 @@ def _run_stage(step: _Step, cfg: PipelineConfig, store: ArtifactStore, dirs: dic
             for path in remove_abandoned(store.root / stage.name):
                 log.info("%-9s removed %s, left by an earlier run", stage.name, path.name)
             shutil.rmtree(staging, ignore_errors=True)
+        else:
+            _report_kept(store.root / stage.name, staging)
         staging.mkdir(exist_ok=True)
         log.info("%-9s running  (fingerprint %s)", stage.name, fp)
         t0 = time.perf_counter()
@@ -163,6 +165,23 @@ def _run_stage(step: _Step, cfg: PipelineConfig, store: ArtifactStore, dirs: dic
             "seconds": seconds,
         }
         return store.publish(staging, stage.name, fp, manifest), seconds
+
+
+def _report_kept(stage_dir: Path, staging: Path) -> list[Path]:
+    """Says which staging directories of other settings a resumable stage keeps (each holds
+    the state a run with those settings resumes from), with their size, so they can be
+    deleted by hand once not needed. Returns them."""
+    kept = [p for p in sorted(stage_dir.glob(".partial-*")) if p.is_dir() and p != staging]
+    for path in kept:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        log.warning(
+            "%-9s kept %s (%.1f MB): an unfinished run under other settings, which resumes "
+            "when run again with them; delete it if not needed",
+            stage_dir.name,
+            path,
+            size / 1e6,
+        )
+    return kept
 
 
 def run_pipeline(

@@ -183,6 +183,23 @@ def test_a_failed_resumable_stage_keeps_its_staging_directory(tmp_path):
     assert (staging / "checkpoint.txt").read_text() == "step 7"
 
 
+def test_a_resumable_stage_reports_the_staging_of_other_settings(tmp_path, caplog):
+    def broken(cfg, inputs, out, beam_args):
+        (out / "state.npz").write_bytes(b"x" * 2_000_000)
+        raise RuntimeError("boom")
+
+    first = Stage("train", (), broken, lambda c: {"epochs": 1}, lambda: [], resumable=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(PipelineConfig(), tmp_path, [first])
+    [old] = (tmp_path / "artifacts" / "train").iterdir()
+    other = Stage("train", (), broken, lambda c: {"epochs": 2}, lambda: [], resumable=True)
+    with caplog.at_level("WARNING", logger="pipeline"), pytest.raises(RuntimeError):
+        run_pipeline(PipelineConfig(), tmp_path, [other])
+    # Kept (a run with the first settings resumes from it), and said so with its size.
+    assert old.is_dir()
+    assert f"kept {old} (2.0 MB): an unfinished run under other settings" in caplog.text
+
+
 def _hold_lock(path) -> int:
     """Locks `path` as a live run building that staging directory does."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
