@@ -7,6 +7,7 @@ from keras import ops
 
 from models.dropout import Dropout
 from models.positional_embedding import PositionalEmbedding
+from models.projection import OutputProjection, project_to_vocabulary
 from models.transformer_layers import TransformerDecoderBlock, TransformerEncoderBlock
 
 PAD_ID = 0
@@ -47,8 +48,9 @@ class TiedOutputProjection(keras.layers.Layer):
 
     def call(self, x):
         matrix = self.embedding.token_embedding.embeddings
-        logits = ops.matmul(ops.cast(x, matrix.dtype), ops.transpose(matrix))
-        return ops.cast(logits, "float32") + self.bias
+        x = ops.cast(x, matrix.dtype)
+        logits = project_to_vocabulary(x, matrix, ops.cast(self.bias, matrix.dtype), True)
+        return ops.cast(logits, "float32")
 
 
 @keras.saving.register_keras_serializable(package="translation")
@@ -124,7 +126,7 @@ class Transformer(keras.Model):
         self.output_projection = (
             TiedOutputProjection(self.source_embedding, name="logits")
             if share_embeddings
-            else keras.layers.Dense(target_vocab_size, name="logits", dtype="float32")
+            else OutputProjection(target_vocab_size, name="logits", dtype="float32")
         )
 
     def build(self, input_shape=None):
