@@ -10,10 +10,12 @@ each case's timed steps per round), so a change in the shared machine's speed du
 reaches every case alike:
 - naive: 64 sentences per batch in file order after a shuffle, padded to the batch maximum,
   no XLA, one step per tf.function call;
-- full: packed rows (`train.pack_length`, 32 tokens: several pairs per row, attention masked
-  per pair) in token-budget batches (`train.batch_tokens`), `steps_per_execution`, XLA
+- full: packed rows (`train.pack_length`, 32 source tokens, and `train.pack_target_length`, 30
+  target tokens: several pairs per row, attention masked per pair) in token-budget batches
+  (`train.batch_tokens`), `steps_per_execution`, XLA
   (`jit_compile`: two programs, for rows of 32 and for the few pairs longer than that, in rows
-  of `max_length`), and the hash dropout masks XLA needs on a CPU (models/dropout.py).
+  of `max_length`), and the layer paths XLA needs on a CPU (models/compiled.py: hash dropout
+  masks, written-out gradients of projections and layer norms, fused attention projections).
   `--pack-length 0` runs the earlier full configuration instead: length buckets, batches
   padded to their bucket's bound;
 - full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
@@ -186,6 +188,13 @@ def main() -> int:
         help="full configs: tokens per packed row (train.pack_length); 0: length buckets",
     )
     parser.add_argument(
+        "--pack-target-length",
+        type=int,
+        default=30,
+        help="full configs: target tokens per packed row (train.pack_target_length); "
+        "0: --pack-length",
+    )
+    parser.add_argument(
         "--no-jit", dest="jit", action="store_false", help="full config without XLA"
     )
     parser.add_argument(
@@ -220,6 +229,7 @@ def main() -> int:
         "tokenized": str(tokenized),
         "jit": args.jit,
         "pack_length": args.pack_length,
+        "pack_target_length": args.pack_target_length if args.pack_length else 0,
         "malloc_top_pad_mb": args.malloc_top_pad_mb if malloc_top_pad else 0,
     }
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
@@ -232,6 +242,7 @@ def main() -> int:
             jit_compile="true" if jit else "false",
             pad_to_buckets=jit and not args.pack_length,
             pack_length=args.pack_length,
+            pack_target_length=args.pack_target_length if args.pack_length else 0,
         )
 
     configs = {"naive": naive_cfg, "full": full_config(args.jit)}

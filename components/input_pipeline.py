@@ -102,21 +102,28 @@ _PACKED_KEYS = (
 )
 
 
-def row_limit(longest: int, capacity: int, width: int) -> int:
-    """Tokens a side of a packed row whose longest pair has `longest` tokens on its longer side:
-    `capacity`, or `width` for a wide row opened by an over-long pair."""
-    return capacity if longest <= capacity else width
+def _capacities(capacity) -> np.ndarray:
+    """(source, target) tokens of a packed row: one number for both sides, or a pair."""
+    return np.broadcast_to(np.asarray(capacity, dtype=np.int64), (2,))
 
 
-def pack_rows(lengths: np.ndarray, capacity: int, width: int | None = None) -> list[list[int]]:
+def is_wide(lengths: np.ndarray, capacity) -> bool:
+    """Whether a pair of (source, target) `lengths` needs a wide row of `width` tokens a side:
+    it is longer than a row's capacity on either side."""
+    return bool(np.any(np.asarray(lengths) > _capacities(capacity)))
+
+
+def pack_rows(lengths: np.ndarray, capacity, width: int | None = None) -> list[list[int]]:
     """First-fit decreasing: rows of pair indices whose lengths (source, target) sum to at
-    most `capacity` on each side. A pair longer than `capacity` opens a wide row, which holds
-    up to `width` tokens a side (default: `capacity`, so nothing joins it); shorter pairs fill
-    a wide row's free space like any other row's, so few of its positions stay padding."""
-    width = capacity if width is None else max(width, capacity)
+    most `capacity` on each side (one number for both, or a (source, target) pair). A pair
+    longer than that opens a wide row, which holds up to `width` tokens a side (default: the
+    larger capacity, so nothing joins it); shorter pairs fill a wide row's free space like any
+    other row's, so few of its positions stay padding."""
+    caps = _capacities(capacity)
+    width = int(caps.max()) if width is None else max(int(width), int(caps.max()))
     rows: list[list[int]] = []
     used = np.zeros((len(lengths), 2), dtype=np.int64)  # per row; at most one row per pair
-    limits = np.zeros((len(lengths), 1), dtype=np.int64)
+    limits = np.zeros((len(lengths), 2), dtype=np.int64)
     for i in np.argsort(-lengths.max(axis=1), kind="stable"):
         # Longest first, so wide rows open first and short pairs try them first.
         n = len(rows)
@@ -126,26 +133,26 @@ def pack_rows(lengths: np.ndarray, capacity: int, width: int | None = None) -> l
             used[fits[0]] += lengths[i]
         else:
             used[n] = lengths[i]
-            limits[n] = row_limit(lengths[i].max(), capacity, width)
+            limits[n] = (width, width) if is_wide(lengths[i], caps) else caps
             rows.append([int(i)])
     return rows
 
 
 def pack_window(source_values, source_lengths, target_values, target_lengths, capacity, width):
-    """One window of pairs -> packed rows, each padded to `width`, and each row's capacity.
+    """One window of pairs -> packed rows, each padded to `width`, and whether each is wide.
 
-    Target rows hold each pair's target without its last token (target_in) and without its
-    first (target_out); segments number the pairs of a row from 1 (0: padding); positions
-    restart at 0 in each pair.
+    `capacity` is the (source, target) tokens of a row. Target rows hold each pair's target
+    without its last token (target_in) and without its first (target_out); segments number the
+    pairs of a row from 1 (0: padding); positions restart at 0 in each pair.
     """
     sources = np.split(source_values, np.cumsum(source_lengths)[:-1])
     targets = np.split(target_values, np.cumsum(target_lengths)[:-1])
     lengths = np.stack([source_lengths, target_lengths - 1], axis=1).astype(np.int64)
-    rows = pack_rows(lengths, int(capacity), int(width))
+    rows = pack_rows(lengths, capacity, int(width))
     out = {key: np.zeros((len(rows), width), np.int64) for key in (*_PACKED_KEYS, "target_out")}
-    capacities = np.zeros(len(rows), np.int32)
+    wide = np.zeros(len(rows), np.int32)
     for r, members in enumerate(rows):
-        capacities[r] = row_limit(lengths[members].max(), capacity, width)
+        wide[r] = any(is_wide(lengths[i], capacity) for i in members)
         s = t = 0
         for segment, i in enumerate(members, start=1):
             source, target = sources[i], targets[i]
@@ -158,17 +165,24 @@ def pack_window(source_values, source_lengths, target_values, target_lengths, ca
             out["target_segments"][r, t : t + m] = segment
             out["target_positions"][r, t : t + m] = np.arange(m)
             s, t = s + n, t + m
-    return (*(out[key] for key in (*_PACKED_KEYS, "target_out")), capacities)
+    return (*(out[key] for key in (*_PACKED_KEYS, "target_out")), wide)
 
 
 def _packed_batches(pairs: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset:
-    """Rows of `cfg.pack_length` tokens holding several pairs; `batch_tokens // pack_length`
-    rows per batch. Pairs longer than a row get rows of `max_length` tokens, batched apart,
-    which shorter pairs fill up.
+    """Rows of `cfg.pack_length` source and `cfg.pack_target_length` (default: the same)
+    target tokens holding several pairs; `batch_tokens // pack_length` rows per batch. Pairs
+    longer than a row get rows of `max_length` tokens a side, batched apart, which shorter
+    pairs fill up.
     Each group's last batch is filled up with empty rows, so every batch of a group has one
     shape (one XLA program) and no pair is dropped."""
-    capacity, width = cfg.pack_length, cfg.max_length
-    rows_per_batch = {0: max(1, cfg.batch_tokens // capacity), 1: max(1, cfg.batch_tokens // width)}
+    capacity = (cfg.pack_length, cfg.pack_target_length or cfg.pack_length)
+    width = cfg.max_length
+    rows_per_batch = {
+        0: max(1, cfg.batch_tokens // capacity[0]),
+        1: max(1, cfg.batch_tokens // width),
+    }
+    # Columns kept per key: the source side's keys, then the target side's (and target_out).
+    sides = [0 if key.startswith("source") else 1 for key in _PACKED_KEYS] + [1]
 
     def pack(batch_source, batch_target):
         outputs = tf.numpy_function(
@@ -178,7 +192,7 @@ def _packed_batches(pairs: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset
                 batch_source.row_lengths(),
                 batch_target.flat_values,
                 batch_target.row_lengths(),
-                capacity,
+                np.asarray(capacity, np.int64),
                 width,
             ],
             [tf.int64] * (len(_PACKED_KEYS) + 1) + [tf.int32],
@@ -198,17 +212,23 @@ def _packed_batches(pairs: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset
 
     def batch_group(key, rows):
         size = group(key)
-        columns = tf.where(key == 0, tf.constant(capacity, tf.int64), tf.constant(width, tf.int64))
+        columns = [
+            tf.where(key == 0, tf.constant(capacity[side], tf.int64), tf.constant(width, tf.int64))
+            for side in (0, 1)
+        ]
 
         def fill(*batch):
             missing = size - tf.shape(batch[0], out_type=tf.int64)[0]
-            return tuple(tf.pad(t[:, :columns], [[0, missing], [0, 0]]) for t in batch[:-1])
+            return tuple(
+                tf.pad(t[:, : columns[side]], [[0, missing], [0, 0]])
+                for t, side in zip(batch[:-1], sides, strict=True)
+            )
 
         return rows.batch(size).map(fill)
 
     rows = pairs.ragged_batch(PACK_WINDOW).flat_map(pack)
     batches = rows.group_by_window(
-        key_func=lambda *row: tf.cast(row[-1] != capacity, tf.int64),
+        key_func=lambda *row: tf.cast(row[-1], tf.int64),
         reduce_func=batch_group,
         window_size_func=group,
     )

@@ -33,7 +33,7 @@ from components.train_callbacks import (
     StepProgress,
     read_text_pairs,
 )
-from models.dropout import use_hash_masks
+from models.compiled import use_compiled_paths
 from models.losses import MaskedAccuracy, MaskedCrossEntropy, MaskedPerplexity, TargetTokens
 from models.optimizers import NormTrackingAdam
 from models.presets import preset_architecture
@@ -100,8 +100,8 @@ def build_model(cfg: TrainConfig, source_vocab_size: int, target_vocab_size: int
         steps_per_execution=cfg.steps_per_execution,
     )
     model.build()
-    # XLA's CPU lowering of TensorFlow's random ops is slow; hash masks are nearly free there.
-    use_hash_masks(model, bool(model.jit_compile))
+    # XLA's CPU backend is slow at random ops and leading-axis reductions: models.compiled.
+    use_compiled_paths(model, bool(model.jit_compile))
     return model
 
 

@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from models.dropout import Dropout
+from models.layer_norm import LayerNormalization
 from models.positional_embedding import PositionalEmbedding
-from models.projection import OutputProjection, project_to_vocabulary
+from models.projection import OutputProjection, affine
 from models.transformer_layers import TransformerDecoderBlock, TransformerEncoderBlock
 
 PAD_ID = 0
@@ -37,6 +38,9 @@ def causal_mask(length):
 class TiedOutputProjection(keras.layers.Layer):
     """Logits from the shared token embedding, transposed, plus a bias; float32 for the loss."""
 
+    compiled = False  # models.compiled.use_compiled_paths: the written-out gradient of `affine`
+    fold_bias = True
+
     def __init__(self, embedding: PositionalEmbedding, **kwargs):
         super().__init__(dtype="float32", **kwargs)
         self.embedding = embedding
@@ -46,10 +50,14 @@ class TiedOutputProjection(keras.layers.Layer):
             shape=(self.embedding.vocab_size,), initializer="zeros", name="bias"
         )
 
-    def call(self, x):
+    def call(self, x, training=None):
         matrix = self.embedding.token_embedding.embeddings
         x = ops.cast(x, matrix.dtype)
-        logits = project_to_vocabulary(x, matrix, ops.cast(self.bias, matrix.dtype), True)
+        bias = ops.cast(self.bias, matrix.dtype)
+        if self.compiled and training:
+            logits = affine(x, matrix, bias, transposed=True, fold_bias=self.fold_bias)
+        else:
+            logits = ops.add(ops.matmul(x, ops.transpose(matrix)), bias)
         return ops.cast(logits, "float32")
 
 
@@ -121,8 +129,8 @@ class Transformer(keras.Model):
             TransformerDecoderBlock(**block_args, name=f"decoder_{i}") for i in range(num_layers)
         ]
         # Pre-norm blocks leave their output un-normalized; a final norm per stack fixes that.
-        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
-        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
+        self.encoder_norm = LayerNormalization(epsilon=1e-6, name="encoder_norm")
+        self.decoder_norm = LayerNormalization(epsilon=1e-6, name="decoder_norm")
         self.output_projection = (
             TiedOutputProjection(self.source_embedding, name="logits")
             if share_embeddings

@@ -11,6 +11,8 @@ import keras
 from keras import ops
 
 from models.dropout import Dropout, MultiHeadAttention
+from models.layer_norm import LayerNormalization
+from models.projection import RowDense
 
 
 def _attend(attention, x, key, value, mask):
@@ -27,8 +29,8 @@ def _attend(attention, x, key, value, mask):
 def _feed_forward(d_model, dff, dropout, name):
     return keras.Sequential(
         [
-            keras.layers.Dense(dff, activation="relu"),
-            keras.layers.Dense(d_model),
+            RowDense(dff, activation="relu"),
+            RowDense(d_model),
             Dropout(dropout),
         ],
         name=name,
@@ -86,8 +88,8 @@ class TransformerEncoderBlock(_Block):
         self.feed_forward = _feed_forward(self.d_model, self.dff, self.dropout, "feed_forward")
         self.feed_forward.build(input_shape)
         self.attention_dropout = Dropout(self.dropout)
-        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm1")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm2")
+        self.norm1 = LayerNormalization(epsilon=1e-6, name="norm1")
+        self.norm2 = LayerNormalization(epsilon=1e-6, name="norm2")
         self.norm1.build(input_shape)
         self.norm2.build(input_shape)
 
@@ -117,9 +119,7 @@ class TransformerDecoderBlock(_Block):
         self.feed_forward.build(x_shape)
         self.dropout1 = Dropout(self.dropout)
         self.dropout2 = Dropout(self.dropout)
-        self.norms = [
-            keras.layers.LayerNormalization(epsilon=1e-6, name=f"norm{i + 1}") for i in range(3)
-        ]
+        self.norms = [LayerNormalization(epsilon=1e-6, name=f"norm{i + 1}") for i in range(3)]
         for norm in self.norms:
             norm.build(x_shape)
 

@@ -94,6 +94,48 @@ def test_pack_rows_fills_wide_rows_with_shorter_pairs():
     assert pack_rows(np.array([[12, 12], [1, 5]]), 10, 16) == [[0], [1]]
 
 
+def test_pack_rows_with_a_shorter_target_side():
+    lengths = np.array([[8, 7], [6, 2], [2, 3], [4, 9]])
+    # Rows of (10, 8): pair 3's target of 9 opens a wide row (16 a side), which 0 joins
+    # (12, 16); 1 opens a row, 2 joins it (8, 5).
+    assert pack_rows(lengths, (10, 8), 16) == [[3, 0], [1, 2]]
+    # Rows of 10 a side: nothing is wide; 0 and 3 do not share (12 sources).
+    assert pack_rows(lengths, 10, 16) == [[3], [0, 2], [1]]
+    # Without a width, a wide row holds the larger capacity (10): 0's target overflows it.
+    assert pack_rows(lengths, (10, 8)) == [[3], [0], [1, 2]]
+
+
+def test_packed_batches_with_a_shorter_target_row():
+    lengths = [3, 4, 5, 6, 7, 9, 11, 13] * 6 + [15, 19]
+    cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16, pack_target_length=12)
+    batches = list(make_batches(_numbered_pairs(lengths), cfg, shuffle_seed=1).as_numpy_iterator())
+    # Rows of 16 source and 12 target tokens, 4 per batch; pairs over either in rows of 20.
+    shapes = {(x["source"].shape, x["source_segments"].shape, y.shape) for x, y in batches}
+    assert shapes == {((4, 16), (4, 16), (4, 12)), ((3, 20), (3, 20), (3, 20))}
+    seen = []
+    for x, y in batches:
+        assert x["target_in"].shape == x["target_segments"].shape == y.shape
+        assert x["target_positions"].shape == y.shape
+        assert x["source_positions"].shape == x["source"].shape
+        for r in range(len(y)):
+            for segment in range(1, x["source_segments"][r].max() + 1):
+                i = int(x["source"][r][x["source_segments"][r] == segment][0]) - 100
+                target_out = y[r][x["target_segments"][r] == segment]
+                assert target_out[0] == 100 + i and len(target_out) == lengths[i]
+                seen.append(i)
+    assert sorted(seen) == list(range(len(lengths)))
+    # Pairs of 13 fit a row's 16 source tokens but not its 12 target tokens: rows of 20.
+    in_wide_rows = {
+        int(v) - 100
+        for x, _ in batches
+        if x["source"].shape[1] == 20
+        for v in x["source"][x["source_segments"] > 0]
+        if v < 1000
+    }
+    assert {i for i, n in enumerate(lengths) if n > 12} <= in_wide_rows
+    assert any(lengths[i] <= 12 for i in in_wide_rows)  # shorter pairs fill them up
+
+
 def test_packed_batches_hold_every_pair_once_with_fixed_shapes():
     lengths = [3, 4, 5, 6, 7, 9, 11, 13, 17] * 6 + [19, 20]
     cfg = TrainConfig(max_length=20, batch_tokens=64, pack_length=16)

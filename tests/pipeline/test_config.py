@@ -55,6 +55,8 @@ def test_exponent_without_a_dot_is_accepted_for_float(tmp_path):
         ("train.jit_compile=true", "jit_compile=true needs train.deterministic: false"),
         ("train.pack_length=4", r"pack_length=4: use 0 \(no packing\) or 8 to train.max_length"),
         ("train.pack_length=65", r"pack_length=65: .* train.max_length \(64\)"),
+        ("train.pack_target_length=30", "pack_target_length=30: .* with train.pack_length set"),
+        ("train.pack_target_length=4", r"pack_target_length=4: use 0 \(train.pack_length\)"),
         ("train.malloc_top_pad_mb=-1", r"malloc_top_pad_mb=-1: use 0 \(glibc's default\) to 2047"),
         ("train.malloc_top_pad_mb=4096", "malloc_top_pad_mb=4096: use 0"),
     ],
@@ -249,7 +251,11 @@ def test_every_numeric_key_has_a_range():
             elif hint in (int, float):
                 yield f"{prefix}{name}"
 
-    checked_with_other_keys = {"train.pack_length", "train.average_last_epochs"}
+    checked_with_other_keys = {
+        "train.pack_length",
+        "train.pack_target_length",
+        "train.average_last_epochs",
+    }
     assert set(numeric_keys(PipelineConfig)) == set(_RANGES) | checked_with_other_keys
 
 
