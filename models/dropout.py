@@ -143,9 +143,13 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
             )
 
         def split(projected, parts):
+            # ops.split, whose gradient is one concatenation (slices' gradients are padded
+            # copies, summed).
             shape = ops.shape(projected)
-            projected = ops.reshape(projected, (*shape[:-1], parts, heads, size))
-            return [projected[..., i, :, :] for i in range(parts)]
+            return [
+                ops.reshape(part, (*shape[:-1], heads, size))
+                for part in ops.split(projected, parts, axis=-1)
+            ]
 
         if query is value:
             kernels, biases = zip(

@@ -128,9 +128,9 @@ class TrainConfig:
     # auto: float32 on CPU (bfloat16 gained little there), mixed_float16 on GPU, bfloat16 on TPU.
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     # XLA: "auto" compiles on GPU/TPU only (Keras' rule). "true" needs deterministic: false;
-    # on the 2-core CPU, with pack_length 32, it trained the tutorial preset 1.10x faster in
-    # make bench-train at 0b326ee (1.18-1.38x before that commit made uncompiled steps faster),
-    # using hash dropout masks (models/dropout.py).
+    # on the 2-core CPU, with pack_length 32, it trained the tutorial preset 1.20x and 1.34x
+    # faster in two runs of make bench-train after 30c68f2, using the layers' XLA paths
+    # (models/compiled.py: hash dropout masks, written-out gradients, fused projections).
     jit_compile: Literal["auto", "true", "false"] = "auto"
     # Training steps per tf.function call: fewer Python round trips per step.
     steps_per_execution: int = 1
