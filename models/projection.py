@@ -1,14 +1,14 @@
-"""The projection to vocabulary logits, with its gradient written out over 2-D rows.
+"""Dense projections with their gradient written out over 2-D rows, for XLA-compiled steps.
 
-Autodiff of `x @ kernel + bias` on (batch, time, d_model) inputs takes the bias gradient as a
-reduction of the (batch, time, vocab) logit gradient over its two leading axes. XLA's CPU backend
-runs that as a slow windowed column reduction, and because it wants the gradient in a different
-shape from the matmuls that also read it, it computes the softmax-minus-target gradient twice: on
-the 2-core machine, at the `tutorial` preset's 4,096 positions x 8,000 tokens, the two cost about
-45 ms of a 780 ms training step. Here the rows are flattened first and the bias gradient is a
-product with a row of ones, which reads the one (positions, vocab) gradient the weight and input
-gradients read as well: the logits part of that step fell from 194 to 150 ms. The values
-and gradients are the same as autodiff's (to float32 rounding).
+Autodiff of `x @ kernel + bias` on (batch, time, d) inputs takes the bias gradient as a
+reduction of the (batch, time, units) output gradient over its two leading axes. XLA's CPU backend
+runs that as a slow windowed column reduction; for the vocabulary logits it also computed the
+softmax-minus-target gradient twice, because it wanted it in a different shape from the matmuls
+that read it: on the 2-core machine, at the `tutorial` preset's 4,096 positions x 8,000 tokens,
+the two cost about 45 ms of a 780 ms training step. Here the rows are flattened first and the
+bias gradient is a product with a row of ones, which reads the one (positions, units) gradient
+the weight and input gradients read as well: the logits part of that step fell from 194 to 150
+ms. The values and gradients are the same as autodiff's (to float32 rounding).
 """
 
 from __future__ import annotations
@@ -71,9 +71,6 @@ def affine(x, matrix, bias, transposed: bool = False, fold_bias: bool = False):
 
     outputs = project(ops.reshape(x, (-1, depth)), matrix, bias)
     return ops.reshape(outputs, (*leading, units))
-
-
-project_to_vocabulary = affine
 
 
 @keras.saving.register_keras_serializable(package="translation")

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config
 
 from components.train import build_model
 from models import dropout as dropout_module
@@ -128,15 +127,6 @@ def test_fused_attention_projections_match_keras_projections(cross, dropout, mon
     assert widths == ([8, 16, 8] if cross else [24, 8])
     for got, want in zip(*results, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture
-def no_op_determinism():
-    was_on = tf_config.is_op_determinism_enabled()
-    tf_config.disable_op_determinism()
-    yield
-    if was_on:
-        tf_config.enable_op_determinism()
 
 
 @pytest.mark.parametrize("jit", ["true", "false"])

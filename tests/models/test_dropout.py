@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from tensorflow.python.framework import config as tf_config
 
 from components.train import build_model
 from models.dropout import (
@@ -148,16 +147,6 @@ def test_attention_with_hash_masks_drops_probabilities():
     context = np.einsum("bhqk,bkhd->bqhd", dropped, values)
     expected = ops.convert_to_numpy(ours._output_dense(context))
     np.testing.assert_allclose(ops.convert_to_numpy(out), expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture
-def no_op_determinism():
-    # Keras turns XLA off while TensorFlow's (process-wide) op determinism is on.
-    was_on = tf_config.is_op_determinism_enabled()
-    tf_config.disable_op_determinism()
-    yield
-    if was_on:
-        tf_config.enable_op_determinism()
 
 
 @pytest.mark.parametrize("jit", ["true", "false"])
