@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    # Before TensorFlow makes its first tensor, when it picks its CPU allocator for good.
+    from components.allocator import use_bfc_cpu_allocator
+
+    use_bfc_cpu_allocator(cfg.train.cpu_allocator == "bfc")
     from pipeline.stages import STAGE_NAMES, STAGES
 
     only = None

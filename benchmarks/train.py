@@ -21,7 +21,9 @@ reaches every case alike:
 - full_no_xla (not with --no-jit or --skip-no-xla): the full configuration without XLA, to
   show what XLA adds on this machine.
 The process runs with glibc's M_TOP_PAD raised as training sets it (train.malloc_top_pad_mb,
-components/allocator.py), for both cases; `--malloc-top-pad-mb 0` leaves glibc's default.
+components/allocator.py), for both cases; `--malloc-top-pad-mb 0` leaves glibc's default. Its
+TensorFlow CPU tensors come from the allocator training uses (train.cpu_allocator, TensorFlow's
+BFC pool by default), for both cases too; `--cpu-allocator system` times them on malloc.
 Reported: non-padding target tokens per second (over all rounds, and per round), the pad
 fraction of target positions, and the model's achieved FLOP/s as a share of a float32 matmul
 timed on this machine (once per round; the median).
@@ -43,7 +45,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.allocator import keep_freed_memory  # noqa: E402  (after the path insert)
+from components.allocator import (  # noqa: E402  (after the path insert)
+    bfc_cpu_allocator_active,
+    keep_freed_memory,
+    use_bfc_cpu_allocator,
+)
 from pipeline.config import TrainConfig  # noqa: E402
 
 
@@ -207,6 +213,13 @@ def main() -> int:
         help="glibc M_TOP_PAD for the whole process, both cases, as training sets it "
         "(train.malloc_top_pad_mb); 0: glibc's default",
     )
+    parser.add_argument(
+        "--cpu-allocator",
+        choices=("bfc", "system"),
+        default=TrainConfig.cpu_allocator,
+        help="where TensorFlow's CPU tensors come from, both cases, as training sets it "
+        "(train.cpu_allocator)",
+    )
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "work" / "multi30k"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = parser.parse_args()
@@ -214,6 +227,7 @@ def main() -> int:
         parser.error(f"--rounds {args.rounds}: use 1 to --steps ({args.steps})")
     # Process-wide, so the naive case runs with it too: only the step configurations differ.
     malloc_top_pad = keep_freed_memory(args.malloc_top_pad_mb)
+    use_bfc_cpu_allocator(args.cpu_allocator == "bfc")
     tokenized = tokenized_multi30k(Path(args.workdir))
 
     import keras
@@ -231,6 +245,7 @@ def main() -> int:
         "pack_length": args.pack_length,
         "pack_target_length": args.pack_target_length if args.pack_length else 0,
         "malloc_top_pad_mb": args.malloc_top_pad_mb if malloc_top_pad else 0,
+        "cpu_allocator": "bfc" if bfc_cpu_allocator_active() else "system",
     }
     naive_cfg = TrainConfig(preset=args.preset, jit_compile="false", steps_per_execution=1)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from components.allocator import keep_freed_memory
+from components.allocator import bfc_cpu_allocator_active, keep_freed_memory
 from components.checkpointing import (
     EpochWeights,
     StepCheckpoint,
@@ -60,6 +60,8 @@ class TrainResult:
     averaged: dict | None = None
     # Whether the training step was compiled with XLA (train.jit_compile, as Keras resolved it).
     jit_compile: bool = False
+    # Where TensorFlow's CPU tensors came from: "bfc" (its pool) or "system" (malloc).
+    cpu_allocator: str = "system"
 
 
 def architecture(cfg: TrainConfig) -> dict[str, int]:
@@ -140,6 +142,17 @@ def train(
 ) -> TrainResult:
     """Trains on `tokenized` (tokenize artifact), samples from `examples` (ingest artifact)."""
     keep_freed_memory(cfg.malloc_top_pad_mb)
+    # Chosen by TensorFlow at the process's first tensor: run_pipeline.py asks before that.
+    allocator = "bfc" if bfc_cpu_allocator_active() else "system"
+    if allocator != cfg.cpu_allocator:
+        print(
+            f"train.cpu_allocator is {cfg.cpu_allocator!r}, but TensorFlow's CPU tensors come "
+            f"from the {allocator!r} allocator: it was chosen when this process made its first "
+            "tensor (set train.cpu_allocator before TensorFlow starts, or "
+            "TF_CPU_ALLOCATOR_USE_BFC in the environment)",
+            file=sys.stderr,
+            flush=True,
+        )
     keras.utils.set_random_seed(seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -212,6 +225,7 @@ def train(
         round(seconds, 2),
         averaged,
         bool(model.jit_compile),
+        allocator,
     )
     write_json(out / "train_result.json", dataclasses.asdict(result))
     return result

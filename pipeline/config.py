@@ -169,6 +169,12 @@ class TrainConfig:
     # (M_TOP_PAD; 0: glibc's default), so steps stop faulting the same pages in again: the
     # compiled tutorial step took 647-690 ms against 717-755 (components/allocator.py).
     malloc_top_pad_mb: int = 256
+    # Where TensorFlow's CPU tensors come from: "bfc", its own pool, which keeps what it has
+    # grown to, or "system", malloc, which maps and unmaps every tensor over 32 MB afresh each
+    # step (compiled tutorial step 1.35x, naive 1.57x as fast with bfc; components/allocator.py).
+    # Process-wide: run_pipeline.py applies it before TensorFlow starts; the environment's
+    # TF_CPU_ALLOCATOR_USE_BFC, when set, wins.
+    cpu_allocator: Literal["bfc", "system"] = "bfc"
     # The full training state is saved every this many steps (and at each epoch's end); a
     # killed run resumes from the last save, losing at most this many steps (0: epochs only).
     checkpoint_every_steps: int = 100

@@ -7,6 +7,7 @@ A shorter run checks the same export with a SentencePiece tokenizer.
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.allocator import BFC_ENV
 from components.train import MODEL_FILE  # also registers the model's classes for loading
 from models.tokenizer import TranslationTokenizer
 
@@ -293,6 +295,9 @@ def test_xla_training_with_hash_dropout_masks(first_run, tmp_path):
     reference_dir = Path(reference["stages"]["train"]["artifact_dir"])
     reference_result = json.loads((reference_dir / "train_result.json").read_text())
     assert reference_result["jit_compile"] is False
+    # run_pipeline.py chose TensorFlow's BFC pool (train.cpu_allocator) before its first tensor.
+    expected = {"true": "bfc", "1": "bfc"}.get(os.environ.get(BFC_ENV, "true").lower(), "system")
+    assert reference_result["cpu_allocator"] == result["cpu_allocator"] == expected
     assert result["final"]["val_target_tokens"] == reference_result["final"]["val_target_tokens"]
 
 

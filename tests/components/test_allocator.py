@@ -1,6 +1,8 @@
-"""keep_freed_memory: glibc heaps keep their freed top memory instead of trimming it."""
+"""keep_freed_memory: glibc heaps keep their freed top memory instead of trimming it;
+use_bfc_cpu_allocator: TensorFlow's CPU tensors come from its BFC pool."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.allocator import _glibc, keep_freed_memory
+from components.allocator import BFC_ENV, _glibc, keep_freed_memory, use_bfc_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,3 +71,59 @@ def test_zero_changes_nothing_and_negative_is_refused():
     assert keep_freed_memory(0) is False
     with pytest.raises(ValueError, match="pad_mb must be 0 or more, got -1"):
         keep_freed_memory(-1)
+
+
+# Chooses the allocator after importing TensorFlow and Keras (not yet a tensor), then makes
+# tensors and reports whether they came from the BFC pool and how much it holds.
+_BFC_PROBE = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, sys.argv[1])
+    import keras, tensorflow as tf
+    from components.allocator import bfc_cpu_allocator_active, use_bfc_cpu_allocator
+
+    asked = use_bfc_cpu_allocator(sys.argv[2] == "bfc")
+    x = tf.ones([1024, 1024])
+    y = (x + 1.0).numpy()
+    active = bfc_cpu_allocator_active()
+    info = tf.config.experimental.get_memory_info("CPU:0") if active else None
+    print(json.dumps({"asked": asked, "active": active, "info": info, "sum": float(y.sum())}))
+    """
+)
+
+
+def _bfc_probe(choice: str, environment: dict[str, str]) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != BFC_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", _BFC_PROBE, str(ROOT), choice],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**env, **environment},
+    ).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_bfc_pool_serves_cpu_tensors_when_chosen_before_the_first_tensor():
+    bfc = _bfc_probe("bfc", {})
+    assert bfc["asked"] and bfc["active"]
+    # Two 4 MiB tensors were live at their peak; the pool has grown to hold them.
+    assert bfc["info"]["peak"] >= 2 * (4 << 20)
+    assert bfc["sum"] == 2.0 * 1024 * 1024
+    system = _bfc_probe("system", {})
+    assert system == {"asked": False, "active": False, "info": None, "sum": 2.0 * 1024 * 1024}
+
+
+def test_the_environment_wins_over_the_choice():
+    assert _bfc_probe("bfc", {BFC_ENV: "false"})["active"] is False
+    assert _bfc_probe("system", {BFC_ENV: "1"})["active"] is True
+
+
+def test_use_bfc_cpu_allocator_sets_the_variable_only_when_unset(monkeypatch):
+    monkeypatch.delenv(BFC_ENV, raising=False)
+    assert use_bfc_cpu_allocator(True) is True
+    assert os.environ[BFC_ENV] == "true"
+    assert use_bfc_cpu_allocator(False) is True  # already set: left as it is
+    monkeypatch.setenv(BFC_ENV, "False")
+    assert use_bfc_cpu_allocator(True) is False
+    assert os.environ[BFC_ENV] == "False"
