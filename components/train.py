@@ -149,7 +149,8 @@ def train(
             f"train.cpu_allocator is {cfg.cpu_allocator!r}, but TensorFlow's CPU tensors come "
             f"from the {allocator!r} allocator: it was chosen when this process made its first "
             "tensor (set train.cpu_allocator before TensorFlow starts, or "
-            "TF_CPU_ALLOCATOR_USE_BFC in the environment)",
+            "TF_CPU_ALLOCATOR_USE_BFC in the environment; where oneDNN is on, its allocator, "
+            "a BFC pool, serves CPU tensors whatever the key says: TF_ENABLE_ONEDNN_OPTS=0)",
             file=sys.stderr,
             flush=True,
         )

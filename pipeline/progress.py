@@ -14,7 +14,8 @@ class Progress:
         self.total = total
         self.done = 0
         self.started = time.perf_counter()
-        self.last_print = 0.0
+        # The first update always prints: perf_counter's zero is arbitrary (often the boot).
+        self.last_print = float("-inf")
         self.printed = -1  # `done` at the last line printed
         self.interactive = sys.stderr.isatty()
         # Logs get a line every few seconds, a terminal several per second.

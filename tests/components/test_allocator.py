@@ -93,7 +93,10 @@ _BFC_PROBE = textwrap.dedent(
 
 
 def _bfc_probe(choice: str, environment: dict[str, str]) -> dict:
+    # oneDNN off: where TensorFlow turns it on (CPUs with AVX-512 VNNI and newer), its own BFC
+    # pool serves CPU tensors whatever TF_CPU_ALLOCATOR_USE_BFC says.
     env = {k: v for k, v in os.environ.items() if k != BFC_ENV}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     out = subprocess.run(
         [sys.executable, "-c", _BFC_PROBE, str(ROOT), choice],
         check=True,
@@ -117,6 +120,11 @@ def test_bfc_pool_serves_cpu_tensors_when_chosen_before_the_first_tensor():
 def test_the_environment_wins_over_the_choice():
     assert _bfc_probe("bfc", {BFC_ENV: "false"})["active"] is False
     assert _bfc_probe("system", {BFC_ENV: "1"})["active"] is True
+
+
+def test_onednn_serves_from_its_pool_whatever_the_choice():
+    onednn = _bfc_probe("system", {"TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert onednn["asked"] is False and onednn["active"] is True
 
 
 def test_use_bfc_cpu_allocator_sets_the_variable_only_when_unset(monkeypatch):
