@@ -7,6 +7,7 @@ from keras import ops
 
 from models.dropout import Dropout
 from models.layer_norm import LayerNormalization
+from models.losses import MaskedCrossEntropy, projected_cross_entropy
 from models.positional_embedding import PositionalEmbedding
 from models.projection import OutputProjection, affine
 from models.transformer_layers import TransformerDecoderBlock, TransformerEncoderBlock
@@ -60,6 +61,10 @@ class TiedOutputProjection(keras.layers.Layer):
             logits = ops.add(ops.matmul(x, ops.transpose(matrix)), bias)
         return ops.cast(logits, "float32")
 
+    def projection(self):
+        """(matrix (d, vocab), bias): the logits are x @ matrix + bias."""
+        return ops.transpose(self.embedding.token_embedding.embeddings), self.bias
+
 
 @keras.saving.register_keras_serializable(package="translation")
 class Transformer(keras.Model):
@@ -67,6 +72,11 @@ class Transformer(keras.Model):
 
     `target_in` starts with the start token; the logits at position t predict target token t+1.
     `encode` and `decode` are exposed separately for step-by-step decoding.
+
+    With `fused_loss` set (XLA steps, `models.compiled.use_compiled_paths`), training steps
+    compute the vocabulary projection and the loss together (`projected_cross_entropy`), a
+    block of positions at a time, instead of the logits and then the loss: the same loss,
+    gradients and metrics, without the full logits tensor.
 
     Example:
         model = Transformer(source_vocab_size=100, target_vocab_size=120, num_layers=1,
@@ -90,6 +100,7 @@ class Transformer(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.fused_loss = False
         if share_embeddings and source_vocab_size != target_vocab_size:
             raise ValueError(
                 "share_embeddings needs one vocabulary for both sides "
@@ -171,10 +182,12 @@ class Transformer(keras.Model):
         training=None,
         return_attention=False,
         packing=None,
+        features_only=False,
     ):
         """(batch, T) ids and encoder memory -> (batch, T, vocab) logits.
 
         With `return_attention`, also each layer's cross-attention weights (batch, heads, T, S).
+        With `features_only`, the (batch, T, d_model) features the logits are projected from.
         For packed rows, `packing` holds the (batch, T) target_segments and target_positions and
         the (batch, S) source_segments.
         """
@@ -205,7 +218,7 @@ class Transformer(keras.Model):
                 attention.append(weights)
         if self.norm_first:
             x = self.decoder_norm(x)
-        logits = self.output_projection(x)
+        logits = x if features_only else self.output_projection(x)
         return (logits, attention) if return_attention else logits
 
     def start_decoding(self, source, max_length):
@@ -229,13 +242,65 @@ class Transformer(keras.Model):
             x = self.decoder_norm(x)
         return self.output_projection(x)[:, 0, :], new_caches
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, features_only=False):
         source, target_in = inputs["source"], inputs["target_in"]
         # Packed rows (components.input_pipeline, train.pack_length) carry segment and position
         # ids beside the tokens: several pairs per row.
         packing = inputs if "source_segments" in inputs else None
         memory = self.encode(source, training=training, packing=packing)
-        return self.decode(target_in, memory, source, training=training, packing=packing)
+        return self.decode(
+            target_in,
+            memory,
+            source,
+            training=training,
+            packing=packing,
+            features_only=features_only,
+        )
+
+    def projection_weights(self):
+        """(matrix (d_model, vocab), bias (vocab,)) of the vocabulary projection, as tensors."""
+        if self.share_embeddings:
+            return self.output_projection.projection()
+        return self.output_projection.kernel, self.output_projection.bias
+
+    def _can_fuse_loss(self, y, sample_weight) -> bool:
+        """Whether this step's loss and metrics are all the fused step computes."""
+        metrics = self._compile_metrics
+        return (
+            self.fused_loss
+            and keras.backend.backend() == "tensorflow"
+            and sample_weight is None
+            and not isinstance(y, (dict, list, tuple))
+            and type(self.loss) is MaskedCrossEntropy
+            and not self.losses
+            and metrics is not None
+            and metrics.built
+            and not any(metrics._flat_weighted_metrics)
+            and all(hasattr(metric, "update_from_stats") for metric in metrics.metrics)
+        )
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not self._can_fuse_loss(y, sample_weight):
+            return super().train_step(data)
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features = self(x, training=True, features_only=True)
+            matrix, bias = self.projection_weights()
+            loss, stats = projected_cross_entropy(
+                features, matrix, bias, y, self.loss.label_smoothing
+            )
+            # As Keras' step: the tracker gets this replica's mean, the gradient is of the mean
+            # over replicas (each adds its share), times the optimizer's loss scale.
+            self._loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        for metric in self._compile_metrics.metrics:
+            metric.update_from_stats(y, stats)
+        return self.get_metrics_result()
 
     def get_config(self):
         config = super().get_config()

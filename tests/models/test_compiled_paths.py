@@ -142,5 +142,7 @@ def test_build_model_uses_the_compiled_paths_exactly_when_xla_compiles(jit, no_o
     counts = [sum(isinstance(layer, kind) for layer in layers) for kind in kinds]
     assert counts == [3, 7, 5] and any(isinstance(lay, OutputProjection) for lay in layers)
     assert {layer.compiled for layer in layers} == {jit == "true"}
+    assert model.fused_loss is (jit == "true")
     use_compiled_paths(model, jit != "true")
     assert {layer.compiled for layer in layers} == {jit != "true"}
+    assert model.fused_loss is (jit != "true")
