@@ -100,7 +100,8 @@ def projected_cross_entropy(features, matrix, bias, y_true, label_smoothing=0.0,
         weights = tf.concat([matrix, bias[None, :]], axis=0)  # (d + 1, vocab)
         mask = tf.cast(tf.not_equal(labels_padded, PAD_ID), tf.float32)
         scale = mask / tf.maximum(tf.reduce_sum(mask), 1.0)  # each real token's share
-        mean_column = tf.reduce_mean(weights, axis=1)  # mean logit = rows_ones @ this
+        if eps:
+            mean_column = tf.reduce_mean(weights, axis=1)  # mean logit = rows_ones @ this
         rows_blocks = tf.reshape(rows_ones, [chunks, block, depth + 1])
         label_blocks = tf.reshape(labels_padded, [chunks, block])
         scale_blocks = tf.reshape(scale, [chunks, block])

@@ -104,3 +104,7 @@ class OutputProjection(RowDense):
     """`RowDense` to the vocabulary logits, its bias folded into the product (`affine`)."""
 
     fold_bias = True
+
+    def projection(self):
+        """(matrix (d, vocab), bias): the logits are x @ matrix + bias."""
+        return self.kernel, self.bias

@@ -258,10 +258,8 @@ class Transformer(keras.Model):
         )
 
     def projection_weights(self):
-        """(matrix (d_model, vocab), bias (vocab,)) of the vocabulary projection, as tensors."""
-        if self.share_embeddings:
-            return self.output_projection.projection()
-        return self.output_projection.kernel, self.output_projection.bias
+        """(matrix (d_model, vocab), bias (vocab,)) of the vocabulary projection."""
+        return self.output_projection.projection()
 
     def _can_fuse_loss(self, y, sample_weight) -> bool:
         """Whether this step's loss and metrics are all the fused step computes."""
